@@ -1,0 +1,1 @@
+"""The aiohttp web server: Telegram webhook, health check (and, later, Stripe and the Mini App)."""

@@ -1,0 +1,49 @@
+"""`python -m bot run | console | migrate` — the run contract of DESIGN.md."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+
+from bot.settings import Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    started = time.perf_counter()
+    parser = argparse.ArgumentParser(prog="python -m bot", description="Hybrid Trader")
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    verbs.add_parser("run", help="the bot, the web view and (unless WORKERS=external) the workers")
+    console = verbs.add_parser("console", help="chat with the bot in this terminal, offline, no token")
+    console.add_argument("--user-id", type=int, default=1, help="your Telegram user id in the console")
+    console.add_argument("--lang", default="en", help="your Telegram language (en, ru, es)")
+    migrate = verbs.add_parser("migrate", help="upgrade the database to the latest schema")
+    migrate.add_argument("revision", nargs="?", default="head")
+    args = parser.parse_args(argv)
+
+    settings = Settings()
+    logging.basicConfig(
+        level=settings.log_level if args.verb != "console" else "WARNING",
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.verb == "run":
+        from bot.runner import run
+
+        return asyncio.run(run(settings, started))
+    if args.verb == "console":
+        from bot.console import run_console
+
+        return asyncio.run(run_console(settings, user_id=args.user_id, language=args.lang))
+    from bot import migrate as migrations
+
+    if settings.embedded_db:
+        settings.ensure_data_dir()
+    migrations.upgrade(settings.db_url, args.revision)
+    print(f"database at revision {migrations.head(settings.db_url) if args.revision == 'head' else args.revision}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

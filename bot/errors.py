@@ -1,0 +1,134 @@
+"""ErrorDNA: every exception becomes a stable code, a reference id and a localized message.
+
+Expected failures (:class:`domain.errors.DomainError`) carry their own code.
+Anything else gets a fingerprint of where it happened (exception type and the
+innermost frame of our own code), so the same bug always has the same code and
+``/admin`` can count them. Each occurrence is logged with its context, stored
+in ``error_events`` and, when SENTRY_DSN is set, sent to Sentry with the user id
+hashed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import traceback
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sentry_sdk
+from aiogram.exceptions import TelegramAPIError
+from aiogram.utils.i18n import gettext as _
+from redis.exceptions import RedisError
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.i18n import N_
+from domain import errors as de
+from domain.db.repositories import add_error_event
+
+log = logging.getLogger("hybrid.errors")
+
+_OUR_PACKAGES = ("bot", "handlers", "dialogs", "domain", "workers")
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    code: str
+    ref: str
+    expected: bool
+
+
+def dna(exc: BaseException) -> str:
+    if isinstance(exc, de.DomainError):
+        return exc.code
+    if isinstance(exc, OperationalError | DBAPIError):
+        return "SYS-DB"
+    if isinstance(exc, RedisError):
+        return "SYS-REDIS"
+    if isinstance(exc, TelegramAPIError):
+        return "TG-API"
+    return "BUG-" + _fingerprint(exc)
+
+
+def _fingerprint(exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    ours = [f for f in frames if _is_ours(f.filename)] or frames
+    where = f"{ours[-1].filename.rsplit('/', 2)[-2:]}:{ours[-1].name}" if ours else "?"
+    return hashlib.sha1(f"{type(exc).__qualname__}@{where}".encode()).hexdigest()[:6].upper()
+
+
+def _is_ours(filename: str) -> bool:
+    parts = filename.replace("\\", "/").split("/")
+    return "site-packages" not in parts and any(p in _OUR_PACKAGES for p in parts[-3:-1])
+
+
+def hash_user(user_id: int | None, salt: bytes) -> str | None:
+    if user_id is None:
+        return None
+    return hashlib.blake2b(str(user_id).encode(), key=salt[:64], digest_size=6).hexdigest()
+
+
+class ErrorReporter:
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], salt: bytes) -> None:
+        self._sessionmaker = sessionmaker
+        self._salt = salt
+
+    async def report(self, exc: BaseException, *, context: str, user_id: int | None) -> Report:
+        code = dna(exc)
+        ref = secrets.token_hex(4).upper()
+        expected = isinstance(exc, de.DomainError)
+        user_hash = hash_user(user_id, self._salt)
+        if expected:
+            log.info("%s ref=%s in %s user=%s: %s", code, ref, context, user_hash, exc)
+        else:
+            log.error("%s ref=%s in %s user=%s", code, ref, context, user_hash, exc_info=exc)
+            with sentry_sdk.new_scope() as scope:
+                scope.set_tag("error_dna", code)
+                scope.set_tag("ref", ref)
+                scope.set_user({"id": user_hash})
+                sentry_sdk.capture_exception(exc)
+        try:
+            async with self._sessionmaker() as session:
+                await add_error_event(
+                    session,
+                    at=datetime.now(UTC),
+                    code=code,
+                    ref=ref,
+                    user_hash=user_hash,
+                    context=context[:128],
+                    message=f"{type(exc).__name__}: {exc}"[:2000],
+                )
+                await session.commit()
+        except Exception:  # the database may be what failed; the user still gets an answer
+            log.warning("could not store error event %s", ref, exc_info=True)
+        return Report(code, ref, expected)
+
+
+# Code -> msgid. Params from the exception are formatted into the translation.
+_MESSAGES: dict[str, str] = {
+    de.InvalidInput.code: N_("That input doesn't look right. Check it and try again."),
+    de.NotFound.code: N_("Nothing found. It may have been removed."),
+    de.Forbidden.code: N_("You don't have access to that."),
+    de.QuotaExceeded.code: N_("You've used all {limit} of your {quota} for now. Upgrade your plan for more."),
+    de.FeatureLocked.code: N_("This needs the {tier} plan."),
+    de.ServiceUnavailable.code: N_("A service we depend on is unavailable. Nothing was changed; please retry shortly."),
+    "SYS-DB": N_("Our database is briefly unavailable. Nothing was changed; please retry in a minute."),
+    "SYS-REDIS": N_("Our cache is briefly unavailable. Nothing was changed; please retry in a minute."),
+    "TG-API": N_("Telegram rejected our reply. Please try again."),
+}
+_GENERIC = N_("Something went wrong on our side. We've logged it and will fix it.")
+
+
+def user_message(report: Report, params: dict[str, Any] | None = None) -> str:
+    """The localized text for a report (call inside the user's locale)."""
+    body = _(_MESSAGES.get(report.code, _GENERIC))
+    try:
+        body = body.format(**(params or {}))
+    except (KeyError, IndexError, ValueError):
+        body = _(_GENERIC)
+    return _("{body}\nCode {code} · ref {ref}: quote it if you contact support.").format(
+        body=body, code=report.code, ref=report.ref
+    )

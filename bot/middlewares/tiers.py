@@ -1,0 +1,47 @@
+"""The tier gate: a locked command answers with what it needs and an upgrade button."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiogram import BaseMiddleware
+from aiogram.types import TelegramObject, Update
+
+from bot.middlewares.common import interactive, notify
+from bot.registry import Registry
+from bot.views.plans import locked_view
+from domain.tiers import Tier, TierCatalog
+
+
+class TierGateMiddleware(BaseMiddleware):
+    def __init__(self, registry: Registry, tiers: TierCatalog) -> None:
+        self._registry = registry
+        self._tiers = tiers
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        assert isinstance(event, Update)
+        command = command_of(self._registry, event)
+        data["command"] = command
+        tier: Tier | None = data.get("tier")
+        if command is None or not command.gated or tier is None:
+            return await handler(event, data)
+        if self._registry.allowed(command, tier, self._tiers):
+            return await handler(event, data)
+        needed = self._registry.required_tier(command, self._tiers)
+        text, markup = locked_view(command, needed)
+        await notify(data["bot"], interactive(event), text, markup)  # type: ignore[arg-type]
+        return None
+
+
+def command_of(registry: Registry, update: Update) -> Any:
+    if update.message is not None:
+        return registry.for_text(update.message.text)
+    if update.callback_query is not None:
+        return registry.for_callback(update.callback_query.data)
+    return None

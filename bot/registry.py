@@ -1,0 +1,109 @@
+"""The command registry: every command is declared once, here.
+
+Each entry names the command, the factory of the router that serves it, the
+tier or feature it needs, its description msgid and its category. /help, the
+/start menu, ``setMyCommands`` (per language) and the tier gate are all
+generated from this list, so a command cannot be half-registered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+
+from aiogram import Router
+
+from bot.i18n import N_
+from domain.tiers import Feature, Tier, TierCatalog
+
+
+class Category(StrEnum):
+    CORE = "core"
+    TRADING = "trading"
+    BUSINESS = "business"
+
+
+CATEGORY_TITLES: dict[Category, str] = {
+    Category.CORE: N_("Getting started"),
+    Category.TRADING: N_("Trading"),
+    Category.BUSINESS: N_("Account and plans"),
+}
+
+MENU_PREFIX = "menu"
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    name: str
+    router: Callable[[], Router]
+    description: str  # msgid
+    category: Category
+    min_tier: str | None = None
+    feature: Feature | None = None
+    button: str | None = None  # msgid of its /start menu button; None: not on the menu
+    callbacks: tuple[str, ...] = ()  # callback-data prefixes of this command's buttons (gated with it)
+
+    @property
+    def gated(self) -> bool:
+        return self.min_tier is not None or self.feature is not None
+
+
+class Registry:
+    def __init__(self, commands: Iterable[Command]) -> None:
+        self._commands = tuple(commands)
+        self._by_name: dict[str, Command] = {}
+        self._by_prefix: dict[str, Command] = {}
+        for command in self._commands:
+            if command.name in self._by_name:
+                raise ValueError(f"/{command.name} declared twice")
+            self._by_name[command.name] = command
+            for prefix in command.callbacks:
+                if prefix in self._by_prefix or prefix == MENU_PREFIX:
+                    raise ValueError(f"callback prefix {prefix!r} claimed twice")
+                self._by_prefix[prefix] = command
+
+    def __iter__(self) -> Iterator[Command]:
+        return iter(self._commands)
+
+    def get(self, name: str) -> Command | None:
+        return self._by_name.get(name)
+
+    def for_text(self, text: str | None) -> Command | None:
+        """The command a message invokes: '/name', '/name@bot args' (case-insensitive)."""
+        if not text or text[0] != "/":
+            return None
+        name = text[1:].split(maxsplit=1)[0].split("@", 1)[0].lower() if len(text) > 1 else ""
+        return self._by_name.get(name)
+
+    def for_callback(self, data: str | None) -> Command | None:
+        if not data:
+            return None
+        prefix, _, rest = data.partition(":")
+        if prefix == MENU_PREFIX:
+            return self._by_name.get(rest.split(":", 1)[0])
+        return self._by_prefix.get(prefix)
+
+    def routers(self) -> list[Router]:
+        """One router per distinct factory, in declaration order."""
+        seen: dict[Callable[[], Router], None] = {}
+        for command in self._commands:
+            seen.setdefault(command.router)
+        return [factory() for factory in seen]
+
+    def menu(self) -> list[Command]:
+        return [c for c in self._commands if c.button is not None]
+
+    def by_category(self) -> dict[Category, list[Command]]:
+        grouped: dict[Category, list[Command]] = {}
+        for command in self._commands:
+            grouped.setdefault(command.category, []).append(command)
+        return grouped
+
+    @staticmethod
+    def allowed(command: Command, tier: Tier, tiers: TierCatalog) -> bool:
+        return tiers.allows(tier, min_tier=command.min_tier, feature=command.feature)
+
+    @staticmethod
+    def required_tier(command: Command, tiers: TierCatalog) -> Tier | None:
+        return tiers.required_for(min_tier=command.min_tier, feature=command.feature)

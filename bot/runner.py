@@ -1,0 +1,96 @@
+"""`python -m bot run`: long polling or webhook, with the web server beside it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+
+from aiogram import Bot, Dispatcher
+from aiogram.types import BotCommand, BotCommandScopeDefault
+from aiohttp import web
+
+from bot.app import App, create_app, create_bot
+from bot.registry import Registry
+from bot.settings import Settings
+from bot.web.app import TELEGRAM_WEBHOOK_PATH, create_web_app
+from domain.users import DEFAULT_LANGUAGE, LANGUAGES
+
+log = logging.getLogger("hybrid")
+
+NO_TOKEN_HINT = """\
+BOT_TOKEN is not set.
+
+  1. Open Telegram, talk to @BotFather, send /newbot and copy the token.
+  2. Run again with it:  BOT_TOKEN=123456:ABC... python -m bot run
+
+Want to try it first, offline and without a token?  python -m bot console
+"""
+
+
+async def set_commands(bot: Bot, registry: Registry, app: App) -> None:
+    """Telegram's command menu in every language, generated from the registry."""
+    for language in LANGUAGES:
+        commands = [
+            BotCommand(command=c.name, description=app.i18n.gettext(c.description, locale=language)[:256])
+            for c in registry
+        ]
+        code = None if language == DEFAULT_LANGUAGE else language
+        await bot.set_my_commands(commands, scope=BotCommandScopeDefault(), language_code=code)
+
+
+async def run(settings: Settings, started: float | None = None) -> int:
+    if settings.bot_token is None:
+        print(NO_TOKEN_HINT)
+        return 2
+    started = started if started is not None else time.perf_counter()
+    app = await create_app(settings)
+    bot = create_bot(settings)
+    webhook = settings.webhook_url is not None
+    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+    runner = web.AppRunner(create_web_app(app, bot, webhook_secret=secret, webhook=webhook), access_log=None)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        me = await bot.get_me()
+        await set_commands(bot, app.registry, app)
+        await runner.setup()
+        await web.TCPSite(runner, settings.web_host, settings.web_port).start()
+        app.start_background()
+        allowed = app.dispatcher.resolve_used_update_types(skip_events={"aiogd_update"})
+        if webhook:
+            url = settings.webhook_url.rstrip("/") + TELEGRAM_WEBHOOK_PATH  # type: ignore[union-attr]
+            await bot.set_webhook(url, secret_token=secret, allowed_updates=allowed)
+            mode = "webhook"
+        else:
+            await bot.delete_webhook()
+            mode = "polling"
+        log.info(
+            "Hybrid Trader ready as @%s (%s) on http://%s:%d in %.2fs",
+            me.username, mode, settings.web_host, settings.web_port, time.perf_counter() - started,
+        )  # fmt: skip
+        if webhook:
+            await stop.wait()
+        else:
+            await _poll_until(app.dispatcher, bot, allowed, stop)
+    finally:
+        log.info("shutting down")
+        await runner.cleanup()
+        await app.close()
+        await bot.session.close()
+    return 0
+
+
+async def _poll_until(dp: Dispatcher, bot: Bot, allowed: list[str], stop: asyncio.Event) -> None:
+    polling = asyncio.create_task(
+        dp.start_polling(bot, allowed_updates=allowed, handle_signals=False, close_bot_session=False)
+    )
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({polling, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if not polling.done():
+        await dp.stop_polling()
+    await polling

@@ -1,0 +1,76 @@
+"""Settings from the environment, with the flat variable names of the run contract."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+IdSet = Annotated[frozenset[int], NoDecode]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    bot_token: SecretStr | None = None
+    telegram_api_url: str | None = None
+    database_url: str | None = None
+    redis_url: str | None = None
+    mt5_backend: Literal["sim", "native", "rpyc"] = "sim"
+    mt5_rpyc_host: str = "127.0.0.1"
+    mt5_rpyc_port: int = 18812
+    web_host: str = "127.0.0.1"
+    web_port: int = 8080
+    web_public_url: str | None = None
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    stripe_secret_key: SecretStr | None = None
+    stripe_webhook_secret: SecretStr | None = None
+    stripe_api_base: str | None = None
+    stripe_price_basic: str | None = None
+    stripe_price_pro: str | None = None
+    stripe_price_enterprise: str | None = None
+    admin_ids: IdSet = frozenset()
+    support_ids: IdSet = frozenset()
+    secret_key: SecretStr | None = None
+    sentry_dsn: SecretStr | None = None
+    log_level: str = "INFO"
+    data_dir: Path = Field(default=Path("var"))
+    workers: Literal["internal", "external"] = "internal"
+
+    @field_validator("admin_ids", "support_ids", mode="before")
+    @classmethod
+    def _ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(int(part) for part in value.replace(" ", "").split(",") if part)
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        return value.upper()
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{(self.data_dir / 'hybrid.db').resolve()}"
+
+    @property
+    def embedded_db(self) -> bool:
+        return self.db_url.startswith("sqlite")
+
+    def ensure_data_dir(self) -> Path:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return self.data_dir
+
+    def secret(self) -> bytes:
+        """SECRET_KEY, or a key generated once into DATA_DIR (kept private to its owner)."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value().encode()
+        path = self.ensure_data_dir() / "secret.key"
+        if not path.exists():
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_urlsafe(48))
+        return path.read_text().strip().encode()

@@ -1,0 +1,70 @@
+"""Shared wording: tier and feature names, durations, on/off marks."""
+
+from __future__ import annotations
+
+from aiogram.utils.i18n import gettext as _
+
+from bot.i18n import N_
+from domain.tiers import Feature, Quota, Tier
+
+TIER_NAMES = {
+    "free": N_("Free"),
+    "basic": N_("Basic"),
+    "pro": N_("Pro"),
+    "enterprise": N_("Enterprise"),
+}
+
+FEATURE_NAMES = {
+    Feature.DEMO_TRADING: N_("Demo trading account"),
+    Feature.CHARTS: N_("Candlestick charts"),
+    Feature.PRICE_ALERTS: N_("Price alerts"),
+    Feature.SIGNALS_DIGEST: N_("Daily AI signal digest"),
+    Feature.LIVE_TRADING: N_("Live MT5 account trading"),
+    Feature.ANALYTICS: N_("Performance analytics"),
+    Feature.PRIORITY_SUPPORT: N_("Priority support"),
+    Feature.AUTO_TRADING: N_("Auto-trading from AI consensus"),
+    Feature.ALL_AGENTS: N_("All AI agents"),
+    Feature.REALTIME_SIGNALS: N_("Real-time AI signals"),
+    Feature.DASHBOARDS: N_("Inline dashboards"),
+    Feature.WEB_APP: N_("Chart web app"),
+    Feature.MULTI_ACCOUNT: N_("Several MT5 accounts"),
+}
+
+QUOTA_NAMES = {
+    Quota.ALERTS: N_("price alerts"),
+    Quota.AI_PER_DAY: N_("AI analyses per day"),
+    Quota.WATCHLIST: N_("symbols on watch"),
+}
+
+
+def tier_name(code: str) -> str:
+    return _(TIER_NAMES.get(code, code))
+
+
+def feature_name(feature: Feature) -> str:
+    return _(FEATURE_NAMES[feature])
+
+
+def quota_name(quota: Quota) -> str:
+    return _(QUOTA_NAMES[quota])
+
+
+def price(tier: Tier) -> str:
+    if not tier.is_paid:
+        return _("free")
+    return _("${usd}/month or {stars} ⭐").format(usd=f"{tier.price_cents / 100:.2f}", stars=tier.price_stars)
+
+
+def on_off(value: bool) -> str:
+    return _("on") if value else _("off")
+
+
+def duration(seconds: float) -> str:
+    minutes, _sec = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return _("{d} d {h} h").format(d=days, h=hours)
+    if hours:
+        return _("{h} h {m} min").format(h=hours, m=minutes)
+    return _("{m} min").format(m=minutes)

@@ -1,0 +1,49 @@
+"""Plans: the tier comparison, and what a locked command says."""
+
+from __future__ import annotations
+
+from aiogram.filters.callback_data import CallbackData
+from aiogram.utils.i18n import gettext as _
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+
+from bot.registry import Command
+from bot.views import View
+from bot.views.common import feature_name, price, quota_name, tier_name
+from domain.tiers import Quota, Tier, TierCatalog
+
+
+class PlansCB(CallbackData, prefix="plans"):
+    pass
+
+
+def limits_line(tier: Tier) -> str:
+    parts = [_("{n} requests/min").format(n=tier.rate_per_minute)]
+    parts += [f"{tier.quota(q)} {quota_name(q)}" for q in Quota]
+    return " · ".join(parts)
+
+
+def plans_view(tiers: TierCatalog, current: Tier) -> View:
+    lines = [_("<b>💎 Plans</b>")]
+    previous: Tier | None = None
+    for tier in tiers:
+        mark = _(" (your plan)") if tier.code == current.code else ""
+        lines.append("")
+        lines.append(f"<b>{tier_name(tier.code)}</b> — {price(tier)}{mark}")
+        lines.append(limits_line(tier))
+        added = sorted(tier.features - (previous.features if previous else frozenset()))
+        if added:
+            label = _("Includes:") if previous is None else _("Adds:")
+            lines.append(f"{label} " + ", ".join(feature_name(f) for f in added))
+        previous = tier
+    return "\n".join(lines), None
+
+
+def locked_view(command: Command, needed: Tier | None) -> View:
+    if needed is None:
+        return _("🔒 /{command} isn't available on any plan right now.").format(command=command.name), None
+    text = _("🔒 /{command} needs the {tier} plan ({price}).").format(
+        command=command.name, tier=tier_name(needed.code), price=price(needed)
+    )
+    keyboard = InlineKeyboardBuilder()
+    keyboard.button(text=_("💎 Compare plans"), callback_data=PlansCB())
+    return text, keyboard.as_markup()

@@ -1,0 +1,48 @@
+"""/status: system health and the user's plan and quotas."""
+
+from __future__ import annotations
+
+from aiogram.utils.i18n import gettext as _
+
+from bot.i18n import N_
+from bot.views import View
+from bot.views.common import duration, tier_name
+from domain.health import ProbeResult
+from domain.tiers import Quota, Tier
+
+COMPONENTS = {
+    "database": N_("Database"),
+    "redis": N_("Redis"),
+    "workers": N_("Background workers"),
+    "gateway": N_("MT5 gateway"),
+}
+DETAILS = {
+    "memory": N_("in-memory (no REDIS_URL)"),
+    "timeout": N_("not answering"),
+    "none": N_("none running"),
+}
+QUOTA_LINES = {
+    Quota.ALERTS: N_("Price alerts: {used} / {limit}"),
+    Quota.AI_PER_DAY: N_("AI analyses today: {used} / {limit}"),
+    Quota.WATCHLIST: N_("Symbols on watch: {used} / {limit}"),
+}
+
+
+def status_view(
+    probes: list[ProbeResult], uptime: float, version: str, tier: Tier, used: dict[Quota, int]
+) -> View:
+    healthy = all(p.ok for p in probes)
+    lines = [_("<b>🩺 System status</b>") + " " + ("✅" if healthy else "⚠️")]
+    for probe in probes:
+        name = _(COMPONENTS.get(probe.name, probe.name))
+        detail = _(DETAILS[probe.detail]) if probe.detail in DETAILS else probe.detail
+        if probe.ok:
+            latency = f" · {probe.latency_ms:.1f} ms" if probe.latency_ms is not None else ""
+            lines.append(f"✅ {name}: {detail}{latency}")
+        else:
+            lines.append(_("❌ {name}: unavailable ({detail})").format(name=name, detail=detail))
+    lines.append(_("Uptime {uptime} · version {version}").format(uptime=duration(uptime), version=version))
+    lines += ["", _("<b>Your plan: {tier}</b>").format(tier=tier_name(tier.code))]
+    lines.append(_("Requests: up to {n} per minute").format(n=tier.rate_per_minute))
+    lines += [_(QUOTA_LINES[q]).format(used=n, limit=tier.quota(q)) for q, n in used.items()]
+    return "\n".join(lines), None

@@ -1,0 +1,33 @@
+"""Routes: ``POST /webhooks/telegram`` (webhook mode) and ``GET /healthz``."""
+
+from __future__ import annotations
+
+from aiogram import Bot
+from aiogram.webhook.aiohttp_server import SimpleRequestHandler
+from aiohttp import web
+
+from bot import __version__
+from bot.app import App
+
+TELEGRAM_WEBHOOK_PATH = "/webhooks/telegram"
+
+
+def create_web_app(app: App, bot: Bot, *, webhook_secret: str | None = None, webhook: bool = False) -> web.Application:
+    web_app = web.Application(client_max_size=1024 * 1024)
+
+    async def healthz(_request: web.Request) -> web.Response:
+        probes = await app.health.check()
+        healthy = all(p.ok for p in probes)
+        body = {
+            "status": "ok" if healthy else "degraded",
+            "version": __version__,
+            "uptime_s": round(app.health.uptime, 1),
+            "components": {p.name: {"ok": p.ok, "detail": p.detail} for p in probes},
+        }
+        return web.json_response(body, status=200 if healthy else 503)
+
+    web_app.router.add_get("/healthz", healthz)
+    if webhook:
+        handler = SimpleRequestHandler(app.dispatcher, bot, secret_token=webhook_secret, handle_in_background=True)
+        handler.register(web_app, path=TELEGRAM_WEBHOOK_PATH)
+    return web_app

@@ -1,0 +1,80 @@
+"""The unit of work: one lazily opened session per update (or per job).
+
+Nothing touches the database until a repository is first used, so updates
+that need no data (most /help presses) cost no connection at all.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from types import TracebackType
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from domain.db.repositories import SqlAuditRepository, SqlUserRepository, insert_usage, usage_totals
+from domain.metering import UsageEvent
+
+
+class UnitOfWork:
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        self._sessionmaker = sessionmaker
+        self._session: AsyncSession | None = None
+        self._users: SqlUserRepository | None = None
+        self._audit: SqlAuditRepository | None = None
+
+    @property
+    def session(self) -> AsyncSession:
+        if self._session is None:
+            self._session = self._sessionmaker()
+        return self._session
+
+    @property
+    def users(self) -> SqlUserRepository:
+        if self._users is None:
+            self._users = SqlUserRepository(self.session)
+        return self._users
+
+    @property
+    def audit(self) -> SqlAuditRepository:
+        if self._audit is None:
+            self._audit = SqlAuditRepository(self.session)
+        return self._audit
+
+    async def commit(self) -> None:
+        if self._session is not None:
+            await self._session.commit()
+
+    async def rollback(self) -> None:
+        if self._session is not None:
+            await self._session.rollback()
+
+    async def close(self) -> None:
+        """End the unit: anything not committed is rolled back."""
+        if self._session is not None:
+            session, self._session = self._session, None
+            self._users = self._audit = None
+            await session.close()
+
+    async def __aenter__(self) -> UnitOfWork:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+
+class SqlUsageStore:
+    """The meter's store: writes each batch in its own short transaction."""
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        self._sessionmaker = sessionmaker
+
+    async def write(self, events: list[UsageEvent]) -> None:
+        async with self._sessionmaker() as session:
+            await insert_usage(session, events)
+            await session.commit()
+
+    async def totals(self, user_id: int, since: datetime, until: datetime) -> dict[tuple[str, str], int]:
+        async with self._sessionmaker() as session:
+            return await usage_totals(session, user_id, since, until)

@@ -1,0 +1,89 @@
+"""Usage metering: every command and metered feature becomes a usage event.
+
+Events are buffered in memory and written in batches by :meth:`Meter.flush`
+(called by a background task every ``FLUSH_EVERY`` seconds and at shutdown).
+Each event carries a random id that is its primary key, so a batch retried
+after a failed commit is never counted twice. Counts include the events still
+in the buffer, so quotas are exact within a process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol
+
+from domain.clock import Clock, utcnow
+
+log = logging.getLogger(__name__)
+
+FLUSH_EVERY = 1.0
+
+
+class UsageKind(StrEnum):
+    COMMAND = "command"
+    FEATURE = "feature"
+
+
+@dataclass(frozen=True, slots=True)
+class UsageEvent:
+    id: str
+    user_id: int
+    kind: UsageKind
+    name: str
+    quantity: int
+    at: datetime
+
+
+class UsageStore(Protocol):
+    """Opens its own unit of work: the meter writes outside the update's transaction."""
+
+    async def write(self, events: list[UsageEvent]) -> None: ...
+    async def totals(self, user_id: int, since: datetime, until: datetime) -> dict[tuple[str, str], int]: ...
+
+
+class Meter:
+    def __init__(self, store: UsageStore, clock: Clock = utcnow) -> None:
+        self._store = store
+        self._clock = clock
+        self._buffer: list[UsageEvent] = []
+        self._lock = asyncio.Lock()
+
+    def record(self, user_id: int, kind: UsageKind, name: str, quantity: int = 1) -> None:
+        self._buffer.append(UsageEvent(uuid.uuid4().hex, user_id, kind, name, quantity, self._clock()))
+
+    @property
+    def pending(self) -> int:
+        return len(self._buffer)
+
+    async def flush(self) -> int:
+        """Write buffered events; on failure they stay queued for the next flush."""
+        async with self._lock:
+            if not self._buffer:
+                return 0
+            batch, self._buffer = self._buffer, []
+            try:
+                await self._store.write(batch)
+            except Exception:
+                self._buffer[:0] = batch
+                log.exception("usage flush failed; %d events kept for retry", len(self._buffer))
+                return 0
+            return len(batch)
+
+    async def totals(self, user_id: int, since: datetime, until: datetime | None = None) -> Counter[tuple[str, str]]:
+        """(kind, name) -> quantity for one user over [since, until), stored and pending."""
+        end = until or self._clock()
+        async with self._lock:  # never between a batch's commit and its removal from the buffer
+            counts: Counter[tuple[str, str]] = Counter(await self._store.totals(user_id, since, end))
+            for event in self._buffer:
+                if event.user_id == user_id and since <= event.at < end:
+                    counts[(event.kind.value, event.name)] += event.quantity
+        return counts
+
+    async def used(self, user_id: int, kind: UsageKind, name: str, since: datetime) -> int:
+        return (await self.totals(user_id, since))[(kind.value, name)]

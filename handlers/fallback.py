@@ -1,0 +1,30 @@
+"""The last router: whatever no other handler took gets a short, localized hint."""
+
+from __future__ import annotations
+
+from aiogram import F, Router
+from aiogram.types import CallbackQuery, Message
+
+from bot.views.fallback import plain_text, stale_button, unknown_command, unsupported_content
+
+
+def make_router() -> Router:
+    router = Router(name=__name__)
+
+    @router.message(F.text.startswith("/"))
+    async def unknown(message: Message) -> None:
+        await message.answer(unknown_command(message.text or ""))
+
+    @router.message(F.text)
+    async def text(message: Message) -> None:
+        await message.answer(plain_text())
+
+    @router.message()
+    async def other(message: Message) -> None:
+        await message.answer(unsupported_content())
+
+    @router.callback_query()
+    async def stale(query: CallbackQuery) -> None:
+        await query.answer(stale_button(), show_alert=True)
+
+    return router

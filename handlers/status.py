@@ -1,0 +1,30 @@
+"""/status: health of every component, uptime, version, and the user's quotas."""
+
+from __future__ import annotations
+
+from aiogram import F, Router
+from aiogram.filters import Command
+from aiogram.types import CallbackQuery, Message
+
+from bot import __version__
+from bot.ui import show
+from bot.views.menu import MenuCB
+from bot.views.status import status_view
+from domain.health import HealthService
+from domain.quotas import QuotaService
+from domain.tiers import Tier
+from domain.users import User
+
+
+def make_router() -> Router:
+    router = Router(name=__name__)
+
+    @router.message(Command("status"))
+    @router.callback_query(MenuCB.filter(F.target == "status"))
+    async def status(
+        event: Message | CallbackQuery, user: User, tier: Tier, health: HealthService, quotas: QuotaService
+    ) -> None:
+        probes = await health.check()
+        await show(event, status_view(probes, health.uptime, __version__, tier, await quotas.usage(user)))
+
+    return router

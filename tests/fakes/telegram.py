@@ -1,0 +1,164 @@
+"""A stand-in for Telegram's Bot API server, on loopback, speaking the real wire format.
+
+The product talks to it through aiogram's real AiohttpSession (TELEGRAM_API_URL),
+exactly as it would talk to a self-hosted Bot API server. It records every call
+(method and decoded parameters), answers with well-formed results, serves
+``getUpdates`` from a queue, and can be told to fail (429 with retry_after, 403).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiogram.methods as methods
+from aiohttp import web
+
+BOT_ID = 7000001
+TOKEN = f"{BOT_ID}:TEST-token_for-loopback"
+
+
+@dataclass
+class Call:
+    method: str
+    params: dict[str, Any]
+
+    @property
+    def text(self) -> str:
+        return str(self.params.get("text") or self.params.get("caption") or "")
+
+    @property
+    def buttons(self) -> list[tuple[str, str | None]]:
+        markup = self.params.get("reply_markup") or {}
+        return [(b["text"], b.get("callback_data")) for row in markup.get("inline_keyboard", []) for b in row]
+
+
+@dataclass
+class _Failure:
+    status: int
+    description: str
+    retry_after: int | None
+    times: int
+
+
+@dataclass
+class FakeTelegram:
+    calls: list[Call] = field(default_factory=list)
+    updates: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
+    failures: dict[str, _Failure] = field(default_factory=dict)
+    url: str = ""
+    _message_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(100))
+    _runner: web.AppRunner | None = None
+
+    async def start(self) -> FakeTelegram:
+        app = web.Application()
+        app.router.add_post("/bot{token}/{method}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def fail(self, method: str, status: int, description: str, retry_after: int | None = None, times: int = 1) -> None:
+        self.failures[method.lower()] = _Failure(status, description, retry_after, times)
+
+    def sent(self, method: str = "sendMessage") -> list[Call]:
+        return [c for c in self.calls if c.method.lower() == method.lower()]
+
+    def replies(self) -> list[Call]:
+        """What a user sees: messages, edits and alert texts."""
+        shown = ("sendmessage", "editmessagetext", "sendphoto", "senddocument")
+        return [c for c in self.calls if c.method.lower() in shown or (c.method.lower() == "answercallbackquery" and c.params.get("text"))]
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        token, method = request.match_info["token"], request.match_info["method"]
+        if token != TOKEN:
+            return web.json_response({"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401)
+        params = await _params(request)
+        failure = self.failures.get(method.lower())
+        if failure is not None and failure.times > 0:
+            failure.times -= 1
+            body: dict[str, Any] = {"ok": False, "error_code": failure.status, "description": failure.description}
+            if failure.retry_after is not None:
+                body["parameters"] = {"retry_after": failure.retry_after}
+            return web.json_response(body, status=failure.status)
+        if method.lower() == "getupdates":
+            return web.json_response({"ok": True, "result": await self._next_updates(params)})
+        self.calls.append(Call(method, params))
+        return web.json_response({"ok": True, "result": self._result(method, params)})
+
+    async def _next_updates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        timeout = min(float(params.get("timeout") or 0), 1.0)
+        batch: list[dict[str, Any]] = []
+        try:
+            batch.append(await asyncio.wait_for(self.updates.get(), timeout or 0.01))
+        except TimeoutError:
+            return []
+        while not self.updates.empty():
+            batch.append(self.updates.get_nowait())
+        return batch
+
+    def _result(self, method: str, params: dict[str, Any]) -> Any:
+        name = method[0].upper() + method[1:]
+        returning = getattr(getattr(methods, name, None), "__returning__", bool)
+        rendered = str(returning)
+        if name == "GetMe":
+            return {"id": BOT_ID, "is_bot": True, "first_name": "Hybrid Trader", "username": "hybrid_test_bot"}
+        if name == "GetWebhookInfo":
+            return {"url": "", "has_custom_certificate": False, "pending_update_count": 0}
+        if name == "CreateInvoiceLink":
+            return f"https://t.me/$invoice-{next(self._message_ids)}"
+        if "Message" in rendered and "MessageId" not in rendered:
+            return self._message(params)
+        if "MessageId" in rendered:
+            return {"message_id": next(self._message_ids)}
+        if "list" in rendered:
+            return []
+        return True
+
+    def _message(self, params: dict[str, Any]) -> dict[str, Any]:
+        message: dict[str, Any] = {
+            "message_id": int(params.get("message_id") or next(self._message_ids)),
+            "date": int(time.time()),
+            "chat": {"id": int(params.get("chat_id") or 0), "type": "private"},
+            "from": {"id": BOT_ID, "is_bot": True, "first_name": "Hybrid Trader"},
+        }
+        if "text" in params:
+            message["text"] = params["text"]
+        if "caption" in params:
+            message["caption"] = params["caption"]
+        if isinstance(params.get("reply_markup"), dict):
+            message["reply_markup"] = params["reply_markup"]
+        return message
+
+
+async def _params(request: web.Request) -> dict[str, Any]:
+    if request.content_type == "application/json":
+        return dict(await request.json())
+    form = await request.post()
+    params: dict[str, Any] = {}
+    for key, value in form.items():
+        if isinstance(value, str):
+            params[key] = _decode(value)
+        else:  # an uploaded file
+            params[key] = {"filename": value.filename, "size": len(value.file.read())}
+    return params
+
+
+def _decode(value: str) -> Any:
+    if value[:1] in "[{":
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value

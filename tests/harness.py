@@ -1,0 +1,71 @@
+"""Drives the real Dispatcher with real Updates; replies travel over HTTP to the fake Bot API."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime
+from typing import Any
+
+from aiogram import Bot
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.types import CallbackQuery, Chat, Message, Update, User as TgUser
+
+from bot.app import App, create_app, create_bot
+from bot.registry import Registry
+from bot.settings import Settings
+from domain.db.uow import UnitOfWork
+from domain.ratelimit import RateLimiter
+from domain.users import User
+from tests.fakes.telegram import TOKEN, Call, FakeTelegram
+
+_ids = itertools.count(1)
+
+
+class Harness:
+    def __init__(self, app: App, bot: Bot, telegram: FakeTelegram) -> None:
+        self.app = app
+        self.bot = bot
+        self.telegram = telegram
+
+    def tg_user(self, user_id: int, lang: str | None = "en", first_name: str = "Ann") -> TgUser:
+        return TgUser(id=user_id, is_bot=False, first_name=first_name, language_code=lang, username=f"user{user_id}")
+
+    async def feed(self, update: Update) -> list[Call]:
+        before = len(self.telegram.calls)
+        await self.app.dispatcher.feed_update(self.bot, update)
+        return self.telegram.calls[before:]
+
+    async def send(self, text: str | None, *, user: int = 1001, lang: str | None = "en", **extra: Any) -> list[Call]:
+        message = Message(
+            message_id=next(_ids),
+            date=datetime.now(UTC),
+            chat=Chat(id=user, type="private"),
+            from_user=self.tg_user(user, lang, extra.pop("first_name", "Ann")),
+            text=text,
+            **extra,
+        )
+        return await self.feed(Update(update_id=next(_ids), message=message))
+
+    async def press(self, data: str, *, user: int = 1001, lang: str | None = "en", message_id: int = 1) -> list[Call]:
+        message = Message(message_id=message_id, date=datetime.now(UTC), chat=Chat(id=user, type="private"), text="…")
+        query = CallbackQuery(
+            id=str(next(_ids)), from_user=self.tg_user(user, lang), chat_instance="ci", message=message, data=data
+        )
+        return await self.feed(Update(update_id=next(_ids), callback_query=query))
+
+    async def stored_user(self, user_id: int) -> User | None:
+        async with UnitOfWork(self.app.sessionmaker) as uow:
+            return await uow.users.get(user_id)
+
+    async def close(self) -> None:
+        await self.app.close()
+        await self.bot.session.close()
+
+
+async def build_harness(
+    settings: Settings, telegram: FakeTelegram, *, registry: Registry | None = None, limiter: RateLimiter | None = None
+) -> Harness:
+    app = await create_app(settings, registry=registry, limiter=limiter)
+    session = AiohttpSession(api=TelegramAPIServer.from_base(telegram.url))
+    return Harness(app, create_bot(settings, session=session, token=TOKEN), telegram)
