@@ -28,14 +28,21 @@ def main(argv: list[str] | None = None) -> int:
         level=settings.log_level if args.verb != "console" else "WARNING",
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    for noisy in ("alembic", "aiogram.event"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     if args.verb == "run":
-        from bot.runner import run
+        from bot.runner import NO_TOKEN_HINT, run
 
-        return asyncio.run(run(settings, started))
-    if args.verb == "console":
+        if settings.bot_token is not None:
+            return asyncio.run(run(settings, started))
+        print(NO_TOKEN_HINT)
+        if not _offer_console():
+            return 2
+    if args.verb in ("run", "console"):
         from bot.console import run_console
 
-        return asyncio.run(run_console(settings, user_id=args.user_id, language=args.lang))
+        user_id, lang = getattr(args, "user_id", 1), getattr(args, "lang", "en")
+        return asyncio.run(run_console(settings, user_id=user_id, language=lang))
     from bot import migrate as migrations
 
     if settings.embedded_db:
@@ -43,6 +50,16 @@ def main(argv: list[str] | None = None) -> int:
     migrations.upgrade(settings.db_url, args.revision)
     print(f"database at revision {migrations.head(settings.db_url) if args.revision == 'head' else args.revision}")
     return 0
+
+
+def _offer_console() -> bool:
+    if not sys.stdin.isatty():
+        return False
+    try:
+        answer = input("Start the offline console now? [Y/n] ").strip().lower()
+    except EOFError:
+        return False
+    return answer in ("", "y", "yes")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,8 @@ BOT_TOKEN is not set.
   1. Open Telegram, talk to @BotFather, send /newbot and copy the token.
   2. Run again with it:  BOT_TOKEN=123456:ABC... python -m bot run
 
-Want to try it first, offline and without a token?  python -m bot console
+Want to try it first, offline and without a token?
+  python -m bot console      (or ./run.sh console)
 """
 
 
@@ -41,9 +42,6 @@ async def set_commands(bot: Bot, registry: Registry, app: App) -> None:
 
 
 async def run(settings: Settings, started: float | None = None) -> int:
-    if settings.bot_token is None:
-        print(NO_TOKEN_HINT)
-        return 2
     started = started if started is not None else time.perf_counter()
     app = await create_app(settings)
     bot = create_bot(settings)

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 PROBE_TIMEOUT = 2.0
+MAX_AGE = 1.0  # a /status flood must not become a database flood
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,16 +37,24 @@ class HealthService:
     def __init__(self, probes: list[Probe], started_at: float | None = None) -> None:
         self._probes = list(probes)
         self.started_at = time.monotonic() if started_at is None else started_at
+        self._last: tuple[float, list[ProbeResult]] | None = None
 
     def add(self, probe: Probe) -> None:
         self._probes.append(probe)
+        self._last = None
 
     @property
     def uptime(self) -> float:
         return time.monotonic() - self.started_at
 
     async def check(self) -> list[ProbeResult]:
-        return list(await asyncio.gather(*(self._run(p) for p in self._probes)))
+        """Every probe's result, at most ``MAX_AGE`` seconds old."""
+        now = time.monotonic()
+        if self._last is not None and now - self._last[0] < MAX_AGE:
+            return self._last[1]
+        results = list(await asyncio.gather(*(self._run(p) for p in self._probes)))
+        self._last = (now, results)
+        return results
 
     @staticmethod
     async def _run(probe: Probe) -> ProbeResult:

@@ -14,7 +14,7 @@ import logging
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
@@ -76,8 +76,8 @@ class Meter:
             return len(batch)
 
     async def totals(self, user_id: int, since: datetime, until: datetime | None = None) -> Counter[tuple[str, str]]:
-        """(kind, name) -> quantity for one user over [since, until), stored and pending."""
-        end = until or self._clock()
+        """(kind, name) -> quantity for one user over [since, until), or [since, now] by default."""
+        end = until if until is not None else self._clock() + timedelta(microseconds=1)
         async with self._lock:  # never between a batch's commit and its removal from the buffer
             counts: Counter[tuple[str, str]] = Counter(await self._store.totals(user_id, since, end))
             for event in self._buffer:

@@ -1,9 +1,10 @@
 """Per-user token buckets, in memory or in Redis.
 
 A bucket holds up to ``burst`` tokens and refills at ``rate_per_minute``. When
-a request finds it empty the caller is told to wait; only the FIRST refusal of
-a drought carries ``notify=True`` so the bot answers once and then stays
-silent until tokens come back.
+a request finds it empty the caller is told to wait. Only the first refusal
+carries ``notify=True``: the bot answers once and stays silent through the
+whole flood (requests that find a trickled-in token still pass) until the
+bucket has refilled completely, i.e. the user has calmed down.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from redis.asyncio import Redis
 class Decision:
     allowed: bool
     retry_after: float = 0.0  # seconds until one token is back
-    notify: bool = False  # first refusal since the last allowed request
+    notify: bool = False  # first refusal since the bucket was last full
 
     @property
     def wait_seconds(self) -> int:
@@ -54,9 +55,10 @@ class MemoryRateLimiter:
             self._buckets.move_to_end(key)
             bucket[0] = min(float(burst), bucket[0] + (now - bucket[1]) * rate)
             bucket[1] = now
+            if bucket[0] >= burst:
+                bucket[2] = 0.0
         if bucket[0] >= 1.0:
             bucket[0] -= 1.0
-            bucket[2] = 0.0
             return Decision(True)
         notify = bucket[2] == 0.0
         bucket[2] = 1.0
@@ -79,12 +81,12 @@ if tokens == nil then
   tokens = burst
 else
   tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
+  if tokens >= burst then notified = 0 end
 end
 local allowed, retry, notify = 0, 0, 0
 if tokens >= 1 then
   tokens = tokens - 1
   allowed = 1
-  notified = 0
 else
   retry = math.ceil((1 - tokens) / rate * 1000)
   if notified == 0 then notify = 1 end

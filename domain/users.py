@@ -89,6 +89,10 @@ class User:
             return FREE
         return self.tier
 
+    def joined_recently(self, now: datetime) -> bool:
+        """Still greeted as new: a first message's sibling updates may have created the user."""
+        return now - self.created_at < SEEN_EVERY
+
     def wants(self, kind: Notify) -> bool:
         return self.notifications.get(kind, DEFAULT_NOTIFICATIONS[kind])
 
@@ -103,7 +107,7 @@ def _base_language(code: str | None) -> str | None:
 
 class UserRepository(Protocol):
     async def get(self, user_id: int) -> User | None: ...
-    async def add(self, user: User) -> None: ...
+    async def add(self, user: User) -> bool: ...
     async def touch(self, user_id: int, seen_at: datetime, profile: Profile) -> None: ...
     async def update(self, user_id: int, **fields: object) -> User: ...
     async def by_referral_code(self, code: str) -> User | None: ...
@@ -170,11 +174,14 @@ class UserService:
         if user is None:
             user = await uow.users.get(profile.id)
             if user is None:
-                user = self._new_user(profile, now)
-                await uow.users.add(user)
+                fresh = self._new_user(profile, now)
+                created = await uow.users.add(fresh)
                 await uow.commit()
-                self._cache.put(user, now)
-                return Seen(user, created=True)
+                if created:
+                    self._cache.put(fresh, now)
+                    return Seen(fresh, created=True)
+                user = await uow.users.get(profile.id)  # a concurrent update created it first
+                assert user is not None
         if now - user.last_seen_at >= SEEN_EVERY or _profile_changed(user, profile):
             await uow.users.touch(user.id, now, profile)
             await uow.commit()
@@ -248,7 +255,11 @@ class UserService:
 
 
 def _profile_changed(user: User, profile: Profile) -> bool:
-    return user.first_name != profile.first_name[:128] or user.username != profile.username
+    return (
+        user.first_name != profile.first_name[:128]
+        or user.username != profile.username
+        or (profile.language_code is not None and profile.language_code != user.tg_language)
+    )
 
 
 _CODE_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"

@@ -12,6 +12,7 @@ from bot.ui import show
 from bot.views.fallback import cancelled
 from bot.views.menu import MenuCB, help_view, start_view
 from bot.views.plans import PlansCB, plans_view
+from domain.clock import utcnow
 from domain.db.uow import UnitOfWork
 from domain.referrals import ReferralService
 from domain.tiers import Tier, TierCatalog
@@ -36,7 +37,7 @@ def make_router() -> Router:
     ) -> None:
         await state.clear()
         user = await referrals.attribute(uow, user, command.args, new_user=user_created)
-        await show(message, start_view(user, tier, registry, tiers, new=user_created))
+        await show(message, start_view(user, tier, registry, tiers, new=user.joined_recently(utcnow())))
 
     @router.callback_query(MenuCB.filter(F.target == "start"))
     async def start_button(query: CallbackQuery, user: User, tier: Tier, registry: Registry, tiers: TierCatalog) -> None:

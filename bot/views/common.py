@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from aiogram.filters.callback_data import CallbackData
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from aiogram.utils.i18n import gettext as _
 
 from bot.i18n import N_
@@ -68,3 +72,25 @@ def duration(seconds: float) -> str:
     if hours:
         return _("{h} h {m} min").format(h=hours, m=minutes)
     return _("{m} min").format(m=minutes)
+
+
+Button = tuple[str, CallbackData | str]
+
+
+def keyboard(buttons: Sequence[Button], widths: int | Sequence[int] = 2) -> InlineKeyboardMarkup:
+    """Rows of callback buttons, built without re-validation (aiogram's builder deep-copies each one)."""
+    rows: list[list[InlineKeyboardButton]] = []
+    pending = [
+        InlineKeyboardButton.model_construct(
+            text=text, callback_data=data.pack() if isinstance(data, CallbackData) else data
+        )
+        for text, data in buttons
+    ]
+    sizes = [widths] if isinstance(widths, int) else list(widths)
+    index = 0
+    while pending:
+        size = sizes[min(index, len(sizes) - 1)]
+        rows.append(pending[:size])
+        pending = pending[size:]
+        index += 1
+    return InlineKeyboardMarkup.model_construct(inline_keyboard=rows)

@@ -5,11 +5,10 @@ from __future__ import annotations
 from aiogram import html
 from aiogram.filters.callback_data import CallbackData
 from aiogram.utils.i18n import gettext as _
-from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.registry import CATEGORY_TITLES, MENU_PREFIX, Registry
 from bot.views import View
-from bot.views.common import feature_name, tier_name
+from bot.views.common import Button, feature_name, keyboard, tier_name
 from bot.views.plans import PlansCB, limits_line
 from domain.tiers import Tier, TierCatalog
 from domain.users import User
@@ -31,16 +30,13 @@ def start_view(user: User, tier: Tier, registry: Registry, tiers: TierCatalog, *
     if tier.features:
         lines.append(_("Included: {features}").format(features=", ".join(feature_name(f) for f in sorted(tier.features))))
     lines += ["", _("Pick a section below, or send /help for every command.")]
-    keyboard = InlineKeyboardBuilder()
-    for command in registry.menu():
-        label = _(command.button or "")
-        if not registry.allowed(command, tier, tiers):
-            label = "🔒 " + label
-        keyboard.button(text=label, callback_data=MenuCB(target=command.name))
+    buttons: list[Button] = [
+        (("" if registry.allowed(c, tier, tiers) else "🔒 ") + _(c.button or ""), MenuCB(target=c.name))
+        for c in registry.menu()
+    ]
     if tier.rank < max(t.rank for t in tiers):
-        keyboard.button(text=_("💎 Plans"), callback_data=PlansCB())
-    keyboard.adjust(2)
-    return "\n".join(lines), keyboard.as_markup()
+        buttons.append((_("💎 Plans"), PlansCB()))
+    return "\n".join(lines), keyboard(buttons)
 
 
 def help_view(tier: Tier, registry: Registry, tiers: TierCatalog) -> View:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from aiogram.filters.callback_data import CallbackData
 from aiogram.utils.i18n import gettext as _
-from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.registry import Command
 from bot.views import View
-from bot.views.common import feature_name, price, quota_name, tier_name
+from bot.views.common import feature_name, keyboard, price, quota_name, tier_name
 from domain.tiers import Quota, Tier, TierCatalog
 
 
@@ -44,6 +43,4 @@ def locked_view(command: Command, needed: Tier | None) -> View:
     text = _("🔒 /{command} needs the {tier} plan ({price}).").format(
         command=command.name, tier=tier_name(needed.code), price=price(needed)
     )
-    keyboard = InlineKeyboardBuilder()
-    keyboard.button(text=_("💎 Compare plans"), callback_data=PlansCB())
-    return text, keyboard.as_markup()
+    return text, keyboard([(_("💎 Compare plans"), PlansCB())])

@@ -8,11 +8,10 @@ from zoneinfo import ZoneInfo
 from aiogram import html
 from aiogram.filters.callback_data import CallbackData
 from aiogram.utils.i18n import gettext as _
-from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.i18n import N_
 from bot.views import View
-from bot.views.common import on_off
+from bot.views.common import Button, keyboard, on_off
 from domain.users import LANGUAGES, Notify, User
 
 LANGUAGE_NAMES = {"en": "English", "ru": "Русский", "es": "Español"}
@@ -55,36 +54,30 @@ def settings_view(user: User, now: datetime) -> View:
         _("<b>Notifications</b>"),
     ]
     lines += [f"• {_(NOTIFY_NAMES[kind])}: {on_off(user.wants(kind))}" for kind in Notify]
-    keyboard = InlineKeyboardBuilder()
-    keyboard.button(text=_("🌐 Language"), callback_data=ConfigCB(action="lang"))
-    keyboard.button(text=_("🕒 Time zone"), callback_data=ConfigCB(action="tz"))
-    for kind in Notify:
-        mark = "✅" if user.wants(kind) else "❌"
-        keyboard.button(text=f"{mark} {_(NOTIFY_NAMES[kind])}", callback_data=ConfigCB(action="notify", value=kind))
-    keyboard.adjust(2)
-    return "\n".join(lines), keyboard.as_markup()
+    buttons: list[Button] = [(_("🌐 Language"), ConfigCB(action="lang")), (_("🕒 Time zone"), ConfigCB(action="tz"))]
+    buttons += [
+        (f"{'✅' if user.wants(kind) else '❌'} {_(NOTIFY_NAMES[kind])}", ConfigCB(action="notify", value=kind))
+        for kind in Notify
+    ]
+    return "\n".join(lines), keyboard(buttons)
 
 
 def language_view(user: User) -> View:
-    keyboard = InlineKeyboardBuilder()
-    for code in LANGUAGES:
-        mark = "• " if code == user.locale else ""
-        keyboard.button(text=mark + LANGUAGE_NAMES[code], callback_data=ConfigCB(action="setlang", value=code))
-    keyboard.button(text=_("« Back"), callback_data=ConfigCB(action="home"))
-    keyboard.adjust(3, 1)
-    return _("Choose your language:"), keyboard.as_markup()
+    buttons: list[Button] = [
+        (("• " if code == user.locale else "") + LANGUAGE_NAMES[code], ConfigCB(action="setlang", value=code))
+        for code in LANGUAGES
+    ]
+    buttons.append((_("« Back"), ConfigCB(action="home")))
+    return _("Choose your language:"), keyboard(buttons, (3, 1))
 
 
 def timezone_view(user: User) -> View:
-    keyboard = InlineKeyboardBuilder()
-    for zone in COMMON_ZONES:
-        mark = "• " if zone == user.timezone else ""
-        keyboard.button(text=mark + zone, callback_data=ConfigCB(action="settz", value=zone))
-    keyboard.button(text=_("✍️ Type another"), callback_data=ConfigCB(action="typetz"))
-    keyboard.button(text=_("« Back"), callback_data=ConfigCB(action="home"))
-    keyboard.adjust(2)
+    buttons: list[Button] = [
+        (("• " if zone == user.timezone else "") + zone, ConfigCB(action="settz", value=zone)) for zone in COMMON_ZONES
+    ]
+    buttons += [(_("✍️ Type another"), ConfigCB(action="typetz")), (_("« Back"), ConfigCB(action="home"))]
     text = _("Choose your time zone (used for digests and reports). Now: {zone}").format(zone=user.timezone)
-    return text, keyboard.as_markup()
+    return text, keyboard(buttons)
 
 
 def timezone_prompt() -> str:

@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.audit import AuditEntry, Surface
@@ -47,26 +49,28 @@ class SqlUserRepository:
         row = await self._s.get(UserRow, user_id)
         return _user(row) if row else None
 
-    async def add(self, user: User) -> None:
-        self._s.add(
-            UserRow(
-                id=user.id,
-                first_name=user.first_name,
-                username=user.username,
-                language=user.language,
-                tg_language=user.tg_language,
-                timezone=user.timezone,
-                role=user.role.value,
-                tier=user.tier,
-                tier_expires_at=user.tier_expires_at,
-                referral_code=user.referral_code,
-                referred_by=user.referred_by,
-                notifications=user.notifications,
-                is_blocked=False,
-                created_at=user.created_at,
-                last_seen_at=user.last_seen_at,
-            )
-        )
+    async def add(self, user: User) -> bool:
+        """Insert unless the id exists (two first updates may race); True when this call created it."""
+        values = {
+            "id": user.id,
+            "first_name": user.first_name,
+            "username": user.username,
+            "language": user.language,
+            "tg_language": user.tg_language,
+            "timezone": user.timezone,
+            "role": user.role.value,
+            "tier": user.tier,
+            "tier_expires_at": user.tier_expires_at,
+            "referral_code": user.referral_code,
+            "referred_by": user.referred_by,
+            "notifications": user.notifications,
+            "is_blocked": False,
+            "created_at": user.created_at,
+            "last_seen_at": user.last_seen_at,
+        }
+        insert_ = pg_insert if self._s.bind.dialect.name == "postgresql" else sqlite_insert
+        result = await self._s.execute(insert_(UserRow).values(**values).on_conflict_do_nothing(index_elements=["id"]))
+        return bool(result.rowcount)
 
     async def touch(self, user_id: int, seen_at: datetime, profile: Profile) -> None:
         values: dict[str, Any] = {
