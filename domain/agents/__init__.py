@@ -1,0 +1,1 @@
+"""Multi-agent AI core: indicators, agents, consensus, learning, backtests (numpy only)."""
