@@ -1,0 +1,1 @@
+"""Package data of the market domain: real price history the simulator replays."""
