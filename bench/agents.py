@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from domain.market.sim import packaged_history  # noqa: E402
 from tests import agents_reference as ref  # noqa: E402
 from domain.agents.agents import (  # noqa: E402
     BreakoutAgent,
@@ -48,7 +49,7 @@ from domain.market.models import Timeframe  # noqa: E402
 
 SYMBOLS, BARS = 50, 500
 TIMEFRAMES = tuple(Timeframe)
-CSV = ROOT / "tests" / "data" / "EURUSD_H1.csv"
+CSV = packaged_history()
 
 
 def synthetic_panel(seed: int = 42) -> Panel:

@@ -67,6 +67,9 @@ class ConsoleSession(BaseSession):
     async def close(self) -> None:
         return None
 
+    def say(self, line: str) -> None:
+        self._out(line)
+
     async def stream_content(self, url: str, headers: dict[str, Any] | None = None, timeout: int = 30,
                              chunk_size: int = 65536, raise_for_status: bool = True) -> AsyncGenerator[bytes, None]:  # fmt: skip
         raise RuntimeError("the console transport has no files to download")
@@ -145,7 +148,7 @@ class Console:
                 return None
             _label, data, url = self.session.buttons[index]
             if data is None:
-                self.session._out(f"(opens {url} in Telegram)")
+                self.session.say(f"(opens {url} in Telegram)")
                 return None
             query = CallbackQuery(
                 id=str(next(self._update_ids)),

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from aiogram import F, Router
+from aiogram import Router
 from aiogram.types import CallbackQuery, Message
 
 from bot.views.fallback import plain_text, stale_button, unknown_command, unsupported_content
+from handlers.filters import has_text, is_command
 
 
 def make_router() -> Router:
     router = Router(name=__name__)
 
-    @router.message(F.text.startswith("/"))
+    @router.message(is_command)
     async def unknown(message: Message) -> None:
         await message.answer(unknown_command(message.text or ""))
 
-    @router.message(F.text)
+    @router.message(has_text)
     async def text(message: Message) -> None:
         await message.answer(plain_text())
 

@@ -23,6 +23,7 @@ from domain.clock import utcnow
 from domain.db.uow import UnitOfWork
 from domain.errors import InvalidInput
 from domain.users import User, UserService
+from handlers.filters import is_plain_text
 
 
 class ConfigForm(StatesGroup):
@@ -67,7 +68,7 @@ def make_router() -> Router:
         await query.answer()
         await query.message.answer(timezone_prompt())  # type: ignore[union-attr]
 
-    @router.message(StateFilter(ConfigForm.timezone), F.text, ~F.text.startswith("/"))
+    @router.message(StateFilter(ConfigForm.timezone), is_plain_text)
     async def typed_timezone(
         message: Message, state: FSMContext, uow: UnitOfWork, user: User, users: UserService
     ) -> None:

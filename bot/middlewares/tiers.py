@@ -9,7 +9,7 @@ from aiogram import BaseMiddleware
 from aiogram.types import TelegramObject, Update
 
 from bot.middlewares.common import interactive, notify
-from bot.registry import Registry
+from bot.registry import Command, Registry
 from bot.views.plans import locked_view
 from domain.tiers import Tier, TierCatalog
 
@@ -39,7 +39,7 @@ class TierGateMiddleware(BaseMiddleware):
         return None
 
 
-def command_of(registry: Registry, update: Update) -> Any:
+def command_of(registry: Registry, update: Update) -> Command | None:
     if update.message is not None:
         return registry.for_text(update.message.text)
     if update.callback_query is not None:

@@ -28,6 +28,8 @@ def create_web_app(app: App, bot: Bot, *, webhook_secret: str | None = None, web
 
     web_app.router.add_get("/healthz", healthz)
     if webhook:
-        handler = SimpleRequestHandler(app.dispatcher, bot, secret_token=webhook_secret, handle_in_background=True)
+        # In the foreground: Telegram gets 200 only after the update was handled,
+        # so a crash mid-update means redelivery, not a lost message.
+        handler = SimpleRequestHandler(app.dispatcher, bot, secret_token=webhook_secret, handle_in_background=False)
         handler.register(web_app, path=TELEGRAM_WEBHOOK_PATH)
     return web_app

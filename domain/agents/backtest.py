@@ -47,6 +47,7 @@ from domain.agents.learning import DEFAULT_THRESHOLD_ATR, hits_at
 from domain.agents.risk import RiskAgent
 from domain.agents.series import Series, infer_timeframe
 from domain.market.models import Timeframe
+from datetime import UTC
 
 CONSENSUS = "consensus"
 Progress = Callable[[int, int], None]
@@ -329,10 +330,10 @@ def _num(x: float, fmt: str) -> str:
 
 def format_report(report: BacktestReport) -> str:
     """A plain-text table for the terminal."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     def ts(t: int) -> str:
-        return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%Y-%m-%d %H:%M")
+        return datetime.fromtimestamp(t, tz=UTC).strftime("%Y-%m-%d %H:%M")
 
     cfg = report.config
     lines = [

@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 from typing import Protocol
 
@@ -54,7 +54,7 @@ def _parse_time(text: str) -> int:
     date, _, rest = text.replace("T", " ").partition(" ")
     stamp = datetime.fromisoformat(f"{date.replace('.', '-')} {rest}".strip())
     if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=timezone.utc)
+        stamp = stamp.replace(tzinfo=UTC)
     return int(stamp.timestamp())
 
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from domain.agents.series import Series
+from domain.market.sim import packaged_history
 from domain.market.models import Timeframe
 
-CSV = Path(__file__).resolve().parents[2] / "data" / "EURUSD_H1.csv"
+CSV = packaged_history()
 
 
 @pytest.fixture(scope="session")
