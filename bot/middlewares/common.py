@@ -5,14 +5,18 @@ from __future__ import annotations
 from aiogram import Bot
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message, Update
 
-# Update types a person triggers by typing or tapping; payments and membership
-# updates are never rate limited or gated (Telegram needs fast answers there).
-INTERACTIVE = ("message", "callback_query")
-
-
 def interactive(update: Update) -> Message | CallbackQuery | None:
+    """What a person typed or tapped: the only updates rate limits and gates apply to.
+
+    Payments (pre-checkout queries, successful and refunded payment messages) and
+    membership changes pass untouched: Telegram needs them answered, and losing
+    one would lose money.
+    """
     if update.message is not None:
-        return update.message
+        message = update.message
+        if message.successful_payment is not None or message.refunded_payment is not None:
+            return None
+        return message
     if update.callback_query is not None:
         return update.callback_query
     return None
