@@ -37,6 +37,7 @@ from bot.app import create_app, create_bot  # noqa: E402
 from bot.console import CONSOLE_TOKEN, ConsoleSession  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 
+_ids = itertools.count(1)  # update ids unique across every batch (updates are de-duplicated)
 MIX = [("/start", 15), ("/help", 25), ("/status", 15), ("press", 20), ("hello there", 25)]
 PRESSES = ["cfg:lang:", "cfg:tz:", "cfg:notify:news", "menu:config", "menu:help"]
 
@@ -44,7 +45,7 @@ PRESSES = ["cfg:lang:", "cfg:tz:", "cfg:notify:news", "menu:config", "menu:help"
 def make_updates(n: int, users: int, seed: int = 7, first_user: int = 10_000) -> list[Update]:
     rng = random.Random(seed)
     kinds = [k for k, w in MIX for _ in range(w)]
-    ids = itertools.count(1)
+    ids = _ids
     people = [User(id=first_user + i, is_bot=False, first_name=f"U{i}", language_code=rng.choice(["en", "ru", "es"])) for i in range(users)]
     now = datetime.now(UTC)
     out: list[Update] = []
@@ -62,6 +63,12 @@ def make_updates(n: int, users: int, seed: int = 7, first_user: int = 10_000) ->
     return out
 
 
+def kind_of(update: Update) -> str:
+    if update.message is not None:
+        return update.message.text or ""
+    return "press " + (update.callback_query.data or "")  # type: ignore[union-attr]
+
+
 async def drive(dp: Dispatcher, bot, updates: list[Update]) -> tuple[float, list[float]]:  # type: ignore[no-untyped-def]
     latencies: list[float] = []
     start = time.perf_counter()
@@ -70,6 +77,13 @@ async def drive(dp: Dispatcher, bot, updates: list[Update]) -> tuple[float, list
         await dp.feed_update(bot, update)
         latencies.append((time.perf_counter() - t0) * 1000)
     return time.perf_counter() - start, latencies
+
+
+def by_kind(updates: list[Update], latencies: list[float]) -> dict[str, list[float]]:
+    groups: dict[str, list[float]] = {}
+    for update, ms in zip(updates, latencies):
+        groups.setdefault(kind_of(update), []).append(ms)
+    return groups
 
 
 def bare_dispatcher() -> Dispatcher:
@@ -156,6 +170,10 @@ async def main() -> None:
     print(f"{'path':<28}{'updates/s':>12}{'p50 ms':>10}{'p99 ms':>10}")
     print(f"{'full middleware chain':<28}{full_rate:>12.0f}{statistics.median(full_lat):>10.3f}{pct(full_lat, 0.99):>10.3f}")
     print(f"{'bare aiogram Dispatcher':<28}{bare_rate:>12.0f}{statistics.median(bare_lat):>10.3f}{pct(bare_lat, 0.99):>10.3f}")
+    full_kinds, bare_kinds = by_kind(updates, full_lat), by_kind(updates, bare_lat)
+    print(f"\n{'p50 by update (ms)':<28}{'full':>10}{'bare':>10}")
+    for kind in sorted(full_kinds):
+        print(f"  {kind:<26}{statistics.median(full_kinds[kind]):>10.3f}{statistics.median(bare_kinds[kind]):>10.3f}")
     print(f"\nratio full/bare throughput: {full_rate / bare_rate:.2f}   (target >= 0.5)")
     print(f"full chain p99: {pct(full_lat, 0.99):.2f} ms   (target < 20 ms)")
     print(f"startup to healthy /healthz (python -m bot run): {await startup_to_ready():.2f} s   (target < 2 s)")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 import time
 
+from bot.observability import configure_logging
 from bot.settings import Settings
 
 
@@ -24,12 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     settings = Settings()
-    logging.basicConfig(
-        level=settings.log_level if args.verb != "console" else "WARNING",
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    # JSON lines for log collectors; plain text when a person watches a terminal.
+    configure_logging(
+        settings.log_level if args.verb != "console" else "WARNING",
+        json_lines=args.verb != "console" and not sys.stderr.isatty(),
     )
-    for noisy in ("alembic", "aiogram.event"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     if args.verb == "run":
         from bot.runner import NO_TOKEN_HINT, run
 

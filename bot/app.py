@@ -30,16 +30,19 @@ from bot import migrate, outgoing
 from bot.errors import ErrorReporter
 from bot.i18n import LocaleMiddleware, create_i18n
 from bot.middlewares.database import UnitOfWorkMiddleware
+from bot.middlewares.dedup import DeduplicateMiddleware
 from bot.middlewares.errors import ErrorMiddleware
 from bot.middlewares.metering import MeteringMiddleware
 from bot.middlewares.ratelimit import RateLimitMiddleware
 from bot.middlewares.tiers import TierGateMiddleware
 from bot.middlewares.users import UserMiddleware
+from bot.observability import Metrics, ObservabilityMiddleware
 from bot.registry import Registry
 from bot.settings import Settings
 from domain.db.engine import backend_name, create_engine, create_sessionmaker
 from domain.db.repositories import load_tiers
 from domain.db.uow import SqlUsageStore
+from domain.dedup import MemoryUpdateLedger, RedisUpdateLedger, UpdateLedger
 from domain.health import HealthService, Probe
 from domain.metering import FLUSH_EVERY, Meter
 from domain.quotas import QuotaService
@@ -65,6 +68,7 @@ class App:
     users: UserService
     meter: Meter
     health: HealthService
+    metrics: Metrics = field(default_factory=Metrics)
     dispatcher: Dispatcher = field(init=False)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -75,6 +79,7 @@ class App:
         while True:
             await asyncio.sleep(FLUSH_EVERY)
             await self.meter.flush()
+            self.metrics.usage_pending.set(self.meter.pending)
 
     async def close(self) -> None:
         for task in self.tasks:
@@ -113,12 +118,14 @@ async def create_app(
     meter = Meter(SqlUsageStore(sessionmaker))
     health = HealthService(_probes(engine, redis))
     app = App(settings, engine, sessionmaker, redis, storage, i18n, tiers, registry, users, meter, health)
-    app.dispatcher = _dispatcher(app, limiter, ErrorReporter(sessionmaker, settings.secret()))
+    ledger = RedisUpdateLedger(redis) if redis is not None else MemoryUpdateLedger()
+    reporter = ErrorReporter(sessionmaker, settings.secret(), app.metrics.errors)
+    app.dispatcher = _dispatcher(app, limiter, ledger, reporter)
     health.add(Probe("workers", lambda: _workers(app)))
     return app
 
 
-def _dispatcher(app: App, limiter: RateLimiter, reporter: ErrorReporter) -> Dispatcher:
+def _dispatcher(app: App, limiter: RateLimiter, ledger: UpdateLedger, reporter: ErrorReporter) -> Dispatcher:
     dp = Dispatcher(
         storage=app.storage,
         settings=app.settings,
@@ -131,10 +138,13 @@ def _dispatcher(app: App, limiter: RateLimiter, reporter: ErrorReporter) -> Disp
         health=app.health,
     )
     dp.include_routers(*app.registry.routers(), *last_routers())
-    # Outermost first: errors wrap everything; the user is known before locale,
-    # limits and gates; metering sees only what was actually handled.
+    # Outermost first: errors wrap everything; a duplicate delivery stops before
+    # any work; the user is known before locale, limits and gates; metering sees
+    # only what was actually handled.
     for middleware in (
+        ObservabilityMiddleware(app.metrics, app.settings.secret()),
         ErrorMiddleware(reporter, app.i18n),
+        DeduplicateMiddleware(ledger),
         UnitOfWorkMiddleware(app.sessionmaker),
         UserMiddleware(app.users),
         LocaleMiddleware(app.i18n),

@@ -135,7 +135,7 @@ class Console:
     def __init__(self, user: User, session: ConsoleSession) -> None:
         self.user = user
         self.session = session
-        self._update_ids = itertools.count(1)
+        self._update_ids = itertools.count(int(time.time() * 1000))  # unique across restarts (de-duplication)
         self._message_ids = itertools.count(1_000_000)
 
     def update_for(self, line: str) -> Update | None:

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sentry_sdk
+from prometheus_client import Counter
 from aiogram.exceptions import TelegramAPIError
 from aiogram.utils.i18n import gettext as _
 from redis.exceptions import RedisError
@@ -72,15 +73,18 @@ def hash_user(user_id: int | None, salt: bytes) -> str | None:
 
 
 class ErrorReporter:
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], salt: bytes) -> None:
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], salt: bytes, counter: Counter | None = None) -> None:
         self._sessionmaker = sessionmaker
         self._salt = salt
+        self._counter = counter
 
     async def report(self, exc: BaseException, *, context: str, user_id: int | None) -> Report:
         code = dna(exc)
         ref = secrets.token_hex(4).upper()
         expected = isinstance(exc, de.DomainError)
         user_hash = hash_user(user_id, self._salt)
+        if self._counter is not None:
+            self._counter.labels(code).inc()
         if expected:
             log.info("%s ref=%s in %s user=%s: %s", code, ref, context, user_hash, exc)
         else:

@@ -26,7 +26,12 @@ def create_web_app(app: App, bot: Bot, *, webhook_secret: str | None = None, web
         }
         return web.json_response(body, status=200 if healthy else 503)
 
+    async def metrics(_request: web.Request) -> web.Response:
+        app.metrics.usage_pending.set(app.meter.pending)
+        return web.Response(body=app.metrics.render(), content_type="text/plain", charset="utf-8")
+
     web_app.router.add_get("/healthz", healthz)
+    web_app.router.add_get("/metrics", metrics)
     if webhook:
         # In the foreground: Telegram gets 200 only after the update was handled,
         # so a crash mid-update means redelivery, not a lost message.
