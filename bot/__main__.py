@@ -1,4 +1,4 @@
-"""`python -m bot run | console | migrate` — the run contract of DESIGN.md."""
+"""`python -m bot run | console | migrate | backtest` — the run contract of DESIGN.md."""
 
 from __future__ import annotations
 
@@ -19,9 +19,15 @@ def main(argv: list[str] | None = None) -> int:
     console = verbs.add_parser("console", help="chat with the bot in this terminal, offline, no token")
     console.add_argument("--user-id", type=int, default=1, help="your Telegram user id in the console")
     console.add_argument("--lang", default="en", help="your Telegram language (en, ru, es)")
+    backtest = verbs.add_parser("backtest", help="agents and consensus over history (simulated or a CSV)")
     migrate = verbs.add_parser("migrate", help="upgrade the database to the latest schema")
     migrate.add_argument("revision", nargs="?", default="head")
+    from bot import backtest as backtest_cli
+
+    backtest_cli.add_arguments(backtest)
     args = parser.parse_args(argv)
+    if args.verb == "backtest":
+        return backtest_cli.main(args)
 
     settings = Settings()
     # JSON lines for log collectors; plain text when a person watches a terminal.
