@@ -6,6 +6,8 @@ Both paths use the same in-process Bot session (no network) and the same
 updates: a mix of /start, /help, /status, /config button presses and unknown
 text from U distinct users (10 updates each by default: within the free tier's
 burst, so the rate limiter answers 'allowed' instead of short-circuiting).
+A third path runs the same middleware chain with no commands registered (every
+update reaches the one-line fallback handler): the chain's own cost.
 The full path runs on the embedded stack (SQLite in a temp dir, in-memory
 stores) with users created on their first update. Also prints the time from
 starting `python -m bot run` to a healthy /healthz, and RSS. Prints figures;
@@ -35,6 +37,7 @@ from aiogram.types import CallbackQuery, Chat, Message, Update, User  # noqa: E4
 
 from bot.app import create_app, create_bot  # noqa: E402
 from bot.console import CONSOLE_TOKEN, ConsoleSession  # noqa: E402
+from bot.registry import Registry  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 
 _ids = itertools.count(1)  # update ids unique across every batch (updates are de-duplicated)
@@ -160,21 +163,32 @@ async def main() -> None:
         full_s, full_lat = await drive(app.dispatcher, bot, updates)
         await app.close()
 
+    with tempfile.TemporaryDirectory() as tmp:  # the chain alone: no commands, every update hits the fallback
+        settings = Settings(data_dir=Path(tmp), secret_key="bench", database_url=None, redis_url=None)
+        chain = await create_app(settings, registry=Registry([]))
+        chain.start_background()
+        chain_bot = create_bot(settings, session=ConsoleSession(0, lambda _s: None, Path(tmp)), token=CONSOLE_TOKEN)
+        await drive(chain.dispatcher, chain_bot, make_updates(args.users, args.users // 10, first_user=2_000_000))
+        chain_s, chain_lat = await drive(chain.dispatcher, chain_bot, make_updates(args.updates, args.users, first_user=3_000_000))
+        await chain.close()
+
     bare_bot = create_bot(Settings(), session=ConsoleSession(0, lambda _s: None, Path("/tmp")), token=CONSOLE_TOKEN)
     bare = bare_dispatcher()
     await drive(bare, bare_bot, make_updates(args.users, args.users // 10, first_user=1_000_000))
     bare_s, bare_lat = await drive(bare, bare_bot, updates)
 
-    full_rate, bare_rate = args.updates / full_s, args.updates / bare_s
+    full_rate, chain_rate, bare_rate = args.updates / full_s, args.updates / chain_s, args.updates / bare_s
     print(f"{args.updates} updates from {args.users} users, one at a time, in-process\n")
     print(f"{'path':<28}{'updates/s':>12}{'p50 ms':>10}{'p99 ms':>10}")
     print(f"{'full middleware chain':<28}{full_rate:>12.0f}{statistics.median(full_lat):>10.3f}{pct(full_lat, 0.99):>10.3f}")
+    print(f"{'middlewares, no commands':<28}{chain_rate:>12.0f}{statistics.median(chain_lat):>10.3f}{pct(chain_lat, 0.99):>10.3f}")
     print(f"{'bare aiogram Dispatcher':<28}{bare_rate:>12.0f}{statistics.median(bare_lat):>10.3f}{pct(bare_lat, 0.99):>10.3f}")
     full_kinds, bare_kinds = by_kind(updates, full_lat), by_kind(updates, bare_lat)
     print(f"\n{'p50 by update (ms)':<28}{'full':>10}{'bare':>10}")
     for kind in sorted(full_kinds):
         print(f"  {kind:<26}{statistics.median(full_kinds[kind]):>10.3f}{statistics.median(bare_kinds[kind]):>10.3f}")
     print(f"\nratio full/bare throughput: {full_rate / bare_rate:.2f}   (target >= 0.5)")
+    print(f"ratio middlewares-only/bare: {chain_rate / bare_rate:.2f}   (the chain's own cost, without command work)")
     print(f"full chain p99: {pct(full_lat, 0.99):.2f} ms   (target < 20 ms)")
     print(f"startup to healthy /healthz (python -m bot run): {await startup_to_ready():.2f} s   (target < 2 s)")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
