@@ -33,26 +33,38 @@ from bot.middlewares.database import UnitOfWorkMiddleware
 from bot.middlewares.dedup import DeduplicateMiddleware
 from bot.middlewares.errors import ErrorMiddleware
 from bot.middlewares.metering import MeteringMiddleware
+from bot.middlewares.compliance import ComplianceGateMiddleware
 from bot.middlewares.ratelimit import RateLimitMiddleware
 from bot.middlewares.tiers import TierGateMiddleware
 from bot.middlewares.users import UserMiddleware
 from bot.observability import Metrics, ObservabilityMiddleware
 from bot.registry import Registry
 from bot.settings import Settings
+from bot.views.billing import deliver as deliver_notices
+from domain.billing.service import BillingService
+from domain.billing.stripe import StripeGateway
+from domain.admin import AdminService
+from domain.broadcast import BroadcastService
+from domain.compliance import ComplianceService
 from domain.db.engine import backend_name, create_engine, create_sessionmaker
 from domain.db.repositories import load_tiers
-from domain.db.uow import SqlUsageStore
+from domain.db.uow import SqlUsageStore, UnitOfWork
 from domain.dedup import MemoryUpdateLedger, RedisUpdateLedger, UpdateLedger
 from domain.health import HealthService, Probe
 from domain.metering import FLUSH_EVERY, Meter
 from domain.quotas import QuotaService
 from domain.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from domain.referrals import ReferralService
+from domain.support.feedback import FeedbackService
+from domain.support.tickets import SupportService
 from domain.tiers import TierCatalog
 from domain.users import UserService
 from handlers import default_registry, last_routers
+from workers.broadcast import BroadcastSender
+from workers.trading_runtime import TradingRuntime
 
 log = logging.getLogger(__name__)
+BILLING_JOBS_EVERY = 60.0
 
 
 @dataclass
@@ -69,11 +81,29 @@ class App:
     meter: Meter
     health: HealthService
     metrics: Metrics = field(default_factory=Metrics)
+    compliance: ComplianceService = field(default_factory=ComplianceService)  # support (0004): shared with the gate
     dispatcher: Dispatcher = field(init=False)
+    billing: BillingService = field(init=False)
+    market: TradingRuntime = field(init=False)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
-    def start_background(self) -> None:
+    def start_background(self, bot: Bot | None = None) -> None:
         self.tasks.append(asyncio.create_task(self._flush_usage(), name="usage-flush"))
+        self.tasks += self.market.start_tasks(bot, self.i18n)  # market feed, alert evaluator (+ delivery)
+        if bot is not None:  # billing jobs tell users what happened, so they need the bot
+            self.tasks.append(asyncio.create_task(self._billing_jobs(bot), name="billing-jobs"))
+        if bot is not None:  # support (0004): the broadcast outbox sender, paced under BROADCAST_RATE
+            sender = BroadcastSender(self.sessionmaker, bot, self.i18n, rate=self.settings.broadcast_rate)
+            self.tasks.append(asyncio.create_task(sender.run_forever(), name="broadcast-sender"))
+
+    async def _billing_jobs(self, bot: Bot) -> None:
+        while True:
+            try:
+                await deliver_notices(bot, self.i18n, await self.billing.run_due_jobs())
+                await self.billing.report_overage()
+            except Exception:
+                log.exception("billing jobs failed; retrying next round")
+            await asyncio.sleep(BILLING_JOBS_EVERY)
 
     async def _flush_usage(self) -> None:
         while True:
@@ -89,6 +119,9 @@ class App:
                 await task
         self.tasks.clear()
         await self.meter.flush()
+        await self.market.close()
+        if self.billing.stripe is not None:
+            await self.billing.stripe.close()
         await self.storage.close()
         if self.redis is not None:
             await self.redis.aclose()
@@ -118,9 +151,14 @@ async def create_app(
     meter = Meter(SqlUsageStore(sessionmaker))
     health = HealthService(_probes(engine, redis))
     app = App(settings, engine, sessionmaker, redis, storage, i18n, tiers, registry, users, meter, health)
+    app.billing = BillingService(
+        tiers, users, settings.secret(), unit=lambda: UnitOfWork(sessionmaker), stripe=_stripe(settings)
+    )
+    app.market = await TradingRuntime.create(settings, sessionmaker, tiers)
     ledger = RedisUpdateLedger(redis) if redis is not None else MemoryUpdateLedger()
     reporter = ErrorReporter(sessionmaker, settings.secret(), app.metrics.errors)
     app.dispatcher = _dispatcher(app, limiter, ledger, reporter)
+    app.market.install(app.dispatcher, health)
     health.add(Probe("workers", lambda: _workers(app)))
     return app
 
@@ -133,9 +171,15 @@ def _dispatcher(app: App, limiter: RateLimiter, ledger: UpdateLedger, reporter: 
         registry=app.registry,
         users=app.users,
         referrals=ReferralService(app.users),
+        billing=app.billing,
         meter=app.meter,
         quotas=QuotaService(app.meter),
         health=app.health,
+        support=SupportService(),
+        broadcasts=BroadcastService(),
+        feedback=FeedbackService(),
+        compliance=app.compliance,
+        admin=AdminService(app.users, app.tiers, app.billing),
     )
     dp.include_routers(*app.registry.routers(), *last_routers())
     # Outermost first: errors wrap everything; a duplicate delivery stops before
@@ -150,6 +194,7 @@ def _dispatcher(app: App, limiter: RateLimiter, ledger: UpdateLedger, reporter: 
         LocaleMiddleware(app.i18n),
         RateLimitMiddleware(limiter),
         TierGateMiddleware(app.registry, app.tiers),
+        ComplianceGateMiddleware(app.registry, app.compliance),
         MeteringMiddleware(app.meter),
     ):
         dp.update.outer_middleware(middleware)
@@ -198,6 +243,17 @@ async def _workers(app: App) -> str:
     if dead:
         raise RuntimeError("stopped: " + ", ".join(dead))
     return ", ".join(running) if running else "none"
+
+
+def _stripe(settings: Settings) -> StripeGateway | None:
+    if settings.stripe_secret_key is None:
+        return None
+    prices = {
+        "basic": settings.stripe_price_basic or "",
+        "pro": settings.stripe_price_pro or "",
+        "enterprise": settings.stripe_price_enterprise or "",
+    }
+    return StripeGateway(settings.stripe_secret_key.get_secret_value(), prices, api_base=settings.stripe_api_base)
 
 
 def _init_sentry(settings: Settings) -> None:

@@ -174,7 +174,7 @@ async def run_console(settings: Settings, *, user_id: int, language: str, stdin:
     session = ConsoleSession(user_id, out, settings.ensure_data_dir() / "console", color=sys.stdout.isatty())
     bot = create_bot(settings, session=session, token=CONSOLE_TOKEN)
     console = Console(User(id=user_id, is_bot=False, first_name="Trader", language_code=language), session)
-    app.start_background()
+    app.start_background(bot)
     out("Hybrid Trader console: type /start, a command, or a button number. Ctrl-D to quit.")
     try:
         while True:

@@ -122,6 +122,40 @@ _MESSAGES: dict[str, str] = {
     "SYS-DB": N_("Our database is briefly unavailable. Nothing was changed; please retry in a minute."),
     "SYS-REDIS": N_("Our cache is briefly unavailable. Nothing was changed; please retry in a minute."),
     "TG-API": N_("Telegram rejected our reply. Please try again."),
+    # support, staff, broadcasts (issue 6)
+    "SUP-NOT-FOUND": N_("No such ticket among yours. /support lists your tickets."),
+    "SUP-CLOSED": N_("Ticket #{ticket} is closed. Open a new one in /support."),
+    "ADM-NO-USER": N_("No user matches “{ref}”. Use the numeric id or @username of someone who has started the bot."),
+    "ADM-FORBIDDEN": N_("You don't have access to that."),
+    "BC-NOT-FOUND": N_("No such broadcast draft."),
+    "BC-EMPTY": N_("Nobody is in that segment: nothing to send."),
+    # market and trading (issue 3)
+    "MKT-UNAVAILABLE": N_("The trading server is unreachable right now. Nothing was sent; please retry shortly."),
+    "MKT-UNKNOWN-SYMBOL": N_("I don't know the symbol {symbol}. Similar: {suggestions}"),
+    "MKT-NO-QUOTES": N_("No quotes for {symbol} right now."),
+    "TRD-INVALID": N_("The value for {field} is not valid. Check it and try again."),
+    "TRD-STOPS-SIDE": N_("The {field} level is on the wrong side of the price for this order."),
+    "TRD-VOLUME-RANGE": N_("Volume must be between {low} and {high} lots, in steps of {step}."),
+    "TRD-LIMIT-RANGE": N_("{field} must be between {low} and {high}."),
+    "TRD-REFUSED": N_("This order is not yours or no longer exists. Nothing was done."),
+    "TRD-EXPIRED": N_("This preview expired or your account changed. Nothing was sent; make a new order."),
+    "TRD-NO-POSITION": N_("There is no open position {ticket} on your account."),
+    "TRD-NO-POSITIONS": N_("No matching open positions."),
+    "TRD-UNKNOWN": N_("The trading server did not answer in time; the order may have been placed. "
+                      "Check /positions before trying again."),
+    "TRD-NO-LIVE": N_("No live account is linked. Link one in /trading."),
+    "TRD-LINK-FAILED": N_("The broker refused this login, server or password. Nothing was stored."),
+    "ALR-SYNTAX": N_("I couldn't read that alert. Examples: /alerts add EURUSD > 1.1050, "
+                     "/alerts add XAUUSD cross 2400, /alerts add BTCUSD move 2% 60m"),
+    "ALR-NOT-FOUND": N_("Alert {id} not found."),
+    "ALR-INVALID": N_("That alert has an invalid {field}."),
+    "BIL-TRIAL-USED": N_("You've already used your free trial. /premium shows the plans."),
+    "BIL-SUBSCRIBED": N_("You're already on a plan that includes this."),
+    "BIL-NO-CARD": N_("Card payments aren't available right now. You can pay with Telegram Stars in /premium."),
+    "BIL-NO-PAYMENT": N_("No refundable payment with that charge id."),
+    "BIL-NO-SUB": N_("There's no active subscription to manage here. /billing shows yours."),
+    "BIL-NO-PLAN": N_("That plan isn't on sale. /premium shows the plans."),
+    "BIL-PROVIDER": N_("The payment provider didn't answer. Nothing was charged; please try again shortly."),
 }
 _GENERIC = N_("Something went wrong on our side. We've logged it and will fix it.")
 

@@ -16,6 +16,7 @@ from aiogram import Router
 
 from bot.i18n import N_
 from domain.tiers import Feature, Tier, TierCatalog
+from domain.users import Role
 
 
 class Category(StrEnum):
@@ -43,6 +44,17 @@ class Command:
     feature: Feature | None = None
     button: str | None = None  # msgid of its /start menu button; None: not on the menu
     callbacks: tuple[str, ...] = ()  # callback-data prefixes of this command's buttons (gated with it)
+    role: Role | None = None  # staff-only (SUPPORT: support and admins; ADMIN: admins); hidden from everyone else
+
+    @property
+    def staff(self) -> bool:
+        return self.role is not None
+
+    def permits(self, role: Role) -> bool:
+        """Whether a user with ``role`` may see and use this command."""
+        if self.role is None:
+            return True
+        return role == Role.ADMIN or (self.role == Role.SUPPORT and role == Role.SUPPORT)
 
     @property
     def gated(self) -> bool:
@@ -91,12 +103,20 @@ class Registry:
             seen.setdefault(command.router)
         return [factory() for factory in seen]
 
+    def public(self) -> list[Command]:
+        """Commands everyone sees: staff commands never reach the public menu, /help or setMyCommands."""
+        return [c for c in self._commands if not c.staff]
+
+    def for_role(self, role: Role) -> list[Command]:
+        """Everything a staff member's own command menu lists (public and the staff commands of their role)."""
+        return [c for c in self._commands if c.permits(role)]
+
     def menu(self) -> list[Command]:
-        return [c for c in self._commands if c.button is not None]
+        return [c for c in self._commands if c.button is not None and not c.staff]
 
     def by_category(self) -> dict[Category, list[Command]]:
         grouped: dict[Category, list[Command]] = {}
-        for command in self._commands:
+        for command in self.public():
             grouped.setdefault(command.category, []).append(command)
         return grouped
 

@@ -12,6 +12,7 @@ from aiogram.types import BotCommand, BotCommandScopeDefault
 from aiohttp import web
 
 from bot.app import App, create_app, create_bot
+from bot.staff_menu import set_staff_commands
 from bot.registry import Registry
 from bot.settings import Settings
 from bot.web.app import TELEGRAM_WEBHOOK_PATH, create_web_app
@@ -35,10 +36,11 @@ async def set_commands(bot: Bot, registry: Registry, app: App) -> None:
     for language in LANGUAGES:
         commands = [
             BotCommand(command=c.name, description=app.i18n.gettext(c.description, locale=language)[:256])
-            for c in registry
+            for c in registry.public()
         ]
         code = None if language == DEFAULT_LANGUAGE else language
         await bot.set_my_commands(commands, scope=BotCommandScopeDefault(), language_code=code)
+    await set_staff_commands(bot, app)
 
 
 async def run(settings: Settings, started: float | None = None) -> int:
@@ -57,7 +59,7 @@ async def run(settings: Settings, started: float | None = None) -> int:
         await set_commands(bot, app.registry, app)
         await runner.setup()
         await web.TCPSite(runner, settings.web_host, settings.web_port).start()
-        app.start_background()
+        app.start_background(bot)
         allowed = app.dispatcher.resolve_used_update_types(skip_events={"aiogd_update"})
         if webhook:
             url = settings.webhook_url.rstrip("/") + TELEGRAM_WEBHOOK_PATH  # type: ignore[union-attr]

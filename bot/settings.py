@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     data_dir: Path = Field(default=Path("var"))
     workers: Literal["internal", "external"] = "internal"
+    broadcast_rate: float = Field(default=25.0, gt=0)  # broadcast messages per second, all broadcasts together
 
     @field_validator("admin_ids", "support_ids", mode="before")
     @classmethod

@@ -11,6 +11,7 @@ import re
 from typing import Protocol
 
 from domain.audit import AuditEntry, AuditRepository, Surface
+from domain.billing.model import ReferralStats
 from domain.users import User, UserRepository, UserService
 
 PAYLOAD = re.compile(r"^ref_([a-z0-9]{4,16})$")
@@ -27,6 +28,15 @@ class ReferralUnit(Protocol):
 def referral_code(payload: str | None) -> str | None:
     match = PAYLOAD.match((payload or "").strip().lower())
     return match.group(1) if match else None
+
+
+class RewardCounts(Protocol):
+    async def referral_counts(self, referrer_id: int) -> tuple[int, int, int]: ...
+
+
+class StatsUnit(Protocol):
+    @property
+    def billing(self) -> RewardCounts: ...
 
 
 class ReferralService:
@@ -48,3 +58,8 @@ class ReferralService:
         await uow.commit()
         self._users.remember(updated)
         return updated
+
+    async def stats(self, uow: StatsUnit, user: User) -> ReferralStats:
+        """Who this user brought: invited, converted (paid at least once), reward days earned, still pending."""
+        invited, converted, days = await uow.billing.referral_counts(user.id)
+        return ReferralStats(user.referral_code, invited, converted, days, max(0, invited - converted))

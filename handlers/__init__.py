@@ -10,7 +10,10 @@ from aiogram import Router
 
 from bot.i18n import N_
 from bot.registry import Category, Command, Registry
-from handlers import core, fallback, settings, status
+from bot.views.billing import PREFIX as BILLING_PREFIX
+from domain.tiers import Feature
+from domain.users import Role
+from handlers import billing, compliance, core, fallback, feedback, market, settings, staff, status, support, trading
 
 COMMANDS: tuple[Command, ...] = (
     Command("start", core.make_router, N_("Main menu"), Category.CORE),
@@ -25,6 +28,45 @@ COMMANDS: tuple[Command, ...] = (
         callbacks=("cfg",),
     ),
     Command("cancel", core.make_router, N_("Stop the current step"), Category.CORE),
+    Command("subscription", billing.make_router, N_("Your plan, status and usage"), Category.BUSINESS),
+    Command("billing", billing.make_router, N_("Payments, invoices, cancel or resume"), Category.BUSINESS,
+            callbacks=(BILLING_PREFIX,)),  # fmt: skip
+    Command("premium", billing.make_router, N_("Compare plans, start a trial, upgrade"), Category.BUSINESS),
+    Command("referral", billing.make_router, N_("Invite friends, earn Pro days"), Category.BUSINESS),
+    Command("refund", billing.make_router, N_("Refund a Telegram Stars payment"), Category.BUSINESS, role=Role.SUPPORT),
+    Command("price", market.make_router, N_("Live quotes: bid, ask, spread, day range"), Category.TRADING),
+    Command("chart", market.make_router, N_("Candlestick chart with your alert levels"), Category.TRADING,
+            feature=Feature.CHARTS, callbacks=("ch",)),  # fmt: skip
+    Command("alerts", market.make_router, N_("Price alerts: list, add, pause, delete"), Category.TRADING,
+            feature=Feature.PRICE_ALERTS, callbacks=("al",)),  # fmt: skip
+    Command("positions", trading.make_router, N_("Open positions with live P/L"), Category.TRADING,
+            feature=Feature.DEMO_TRADING, callbacks=("ps",)),  # fmt: skip
+    Command("balance", trading.make_router, N_("Balance, equity and margin"), Category.TRADING,
+            feature=Feature.DEMO_TRADING),  # fmt: skip
+    Command("trade", trading.make_router, N_("Place a market order (preview, then confirm)"), Category.TRADING,
+            feature=Feature.DEMO_TRADING, callbacks=("tr", "tf")),  # fmt: skip
+    Command("close", trading.make_router, N_("Close a position, a symbol or all"), Category.TRADING,
+            feature=Feature.DEMO_TRADING),  # fmt: skip
+    Command("history", trading.make_router, N_("Closed deals with totals"), Category.TRADING,
+            feature=Feature.DEMO_TRADING, callbacks=("hi",)),  # fmt: skip
+    Command("risk", trading.make_router, N_("Your risk limits"), Category.TRADING, feature=Feature.DEMO_TRADING,
+            callbacks=("rk",)),  # fmt: skip
+    Command("trading", trading.make_router, N_("Account in use, kill switch, today's P/L, live account"),
+            Category.TRADING, feature=Feature.DEMO_TRADING, callbacks=("tg",)),  # fmt: skip
+    # Support, feedback, compliance (issue 6); staff commands (role=...) are invisible to everyone else.
+    Command("support", support.make_router, N_("Contact support: tickets and answers"), Category.BUSINESS,
+            callbacks=("sup",)),  # fmt: skip
+    Command("feedback", feedback.make_router, N_("Rate the bot or suggest a feature"), Category.BUSINESS,
+            callbacks=("fb",)),  # fmt: skip
+    Command("compliance", compliance.make_router, N_("Risk disclosure, terms, privacy; export or delete your data"),
+            Category.BUSINESS, callbacks=("cmp",)),  # fmt: skip
+    Command("tickets", staff.make_router, N_("Support queue"), Category.CORE, callbacks=("tk",), role=Role.SUPPORT),
+    Command("user", staff.make_router, N_("Look up a user"), Category.CORE, role=Role.SUPPORT),
+    Command("grant", staff.make_router, N_("Grant a plan for some days"), Category.CORE, role=Role.ADMIN),
+    Command("role", staff.make_router, N_("Grant or revoke a staff role"), Category.CORE, role=Role.ADMIN),
+    Command("admin", staff.make_router, N_("Admin dashboard"), Category.CORE, role=Role.ADMIN),
+    Command("broadcast", staff.make_router, N_("Message a segment of users"), Category.CORE, callbacks=("bc",),
+            role=Role.ADMIN),  # fmt: skip
 )
 
 

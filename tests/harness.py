@@ -9,7 +9,16 @@ from typing import Any
 from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
-from aiogram.types import CallbackQuery, Chat, Message, Update, User as TgUser
+from aiogram.types import (
+    CallbackQuery,
+    Chat,
+    Message,
+    PreCheckoutQuery,
+    RefundedPayment,
+    SuccessfulPayment,
+    Update,
+    User as TgUser,
+)
 
 from bot.app import App, create_app, create_bot
 from bot.registry import Registry
@@ -23,15 +32,21 @@ _ids = itertools.count(1)
 
 
 class Harness:
+    # Users have accepted the current disclosures before their first update (trading is otherwise
+    # locked behind the risk disclosure); a test of the gate itself sets ``harness.onboarded = False``.
+    onboarded: bool = True
+
     def __init__(self, app: App, bot: Bot, telegram: FakeTelegram) -> None:
         self.app = app
         self.bot = bot
         self.telegram = telegram
+        self._onboarded_ids: set[int] = set()
 
     def tg_user(self, user_id: int, lang: str | None = "en", first_name: str = "Ann") -> TgUser:
         return TgUser(id=user_id, is_bot=False, first_name=first_name, language_code=lang, username=f"user{user_id}")
 
     async def feed(self, update: Update) -> list[Call]:
+        await self._onboard(update)
         before = len(self.telegram.calls)
         await self.app.dispatcher.feed_update(self.bot, update)
         return self.telegram.calls[before:]
@@ -53,6 +68,44 @@ class Harness:
             id=str(next(_ids)), from_user=self.tg_user(user, lang), chat_instance="ci", message=message, data=data
         )
         return await self.feed(Update(update_id=next(_ids), callback_query=query))
+
+    async def pre_checkout(
+        self, payload: str, total: int, *, user: int = 1001, lang: str | None = "en", currency: str = "XTR"
+    ) -> list[Call]:
+        """Telegram asking whether a Stars payment may go ahead."""
+        query = PreCheckoutQuery(
+            id=str(next(_ids)), from_user=self.tg_user(user, lang), currency=currency, total_amount=total,
+            invoice_payload=payload,
+        )  # fmt: skip
+        return await self.feed(Update(update_id=next(_ids), pre_checkout_query=query))
+
+    async def pay(
+        self, payload: str, total: int, *, charge_id: str, user: int = 1001, lang: str | None = "en",
+        recurring: bool = False, first_recurring: bool = False, expires: int | None = None,
+    ) -> list[Call]:  # fmt: skip
+        """A successful_payment service message (a Stars purchase or subscription renewal)."""
+        payment = SuccessfulPayment(
+            currency="XTR", total_amount=total, invoice_payload=payload, telegram_payment_charge_id=charge_id,
+            provider_payment_charge_id="", is_recurring=recurring or None, is_first_recurring=first_recurring or None,
+            subscription_expiration_date=expires,
+        )  # fmt: skip
+        return await self.send(None, user=user, lang=lang, successful_payment=payment)
+
+    async def refunded(self, payload: str, total: int, *, charge_id: str, user: int = 1001) -> list[Call]:
+        """A refunded_payment service message."""
+        refund = RefundedPayment(
+            currency="XTR", total_amount=total, invoice_payload=payload, telegram_payment_charge_id=charge_id
+        )
+        return await self.send(None, user=user, refunded_payment=refund)
+
+    async def _onboard(self, update: Update) -> None:
+        sender = update.message.from_user if update.message else None
+        sender = update.callback_query.from_user if update.callback_query else sender
+        if not self.onboarded or sender is None or sender.id in self._onboarded_ids:
+            return
+        self._onboarded_ids.add(sender.id)
+        async with UnitOfWork(self.app.sessionmaker) as uow:
+            await self.app.compliance.accept_all(uow, sender.id)
 
     async def stored_user(self, user_id: int) -> User | None:
         async with UnitOfWork(self.app.sessionmaker) as uow:

@@ -34,7 +34,14 @@ def plans_view(tiers: TierCatalog, current: Tier) -> View:
             label = _("Includes:") if previous is None else _("Adds:")
             lines.append(f"{label} " + ", ".join(feature_name(f) for f in added))
         previous = tier
-    return "\n".join(lines), None
+    from bot.views.billing import BillCB  # billing builds on this module
+
+    upgrades = [
+        (_("⬆️ {tier}").format(tier=tier_name(t.code)), BillCB(action="plan", tier=t.code))
+        for t in tiers
+        if t.rank > current.rank
+    ]
+    return "\n".join(lines), keyboard(upgrades, 3) if upgrades else None
 
 
 def locked_view(command: Command, needed: Tier | None) -> View:

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from bot import __version__
 from bot.app import App
+from bot.web.stripe import STRIPE_WEBHOOK_PATH, stripe_webhook
 
 TELEGRAM_WEBHOOK_PATH = "/webhooks/telegram"
 
@@ -31,6 +32,7 @@ def create_web_app(app: App, bot: Bot, *, webhook_secret: str | None = None, web
         return web.Response(body=app.metrics.render(), content_type="text/plain", charset="utf-8")
 
     web_app.router.add_get("/healthz", healthz)
+    web_app.router.add_post(STRIPE_WEBHOOK_PATH, stripe_webhook(app, bot))
     web_app.router.add_get("/metrics", metrics)
     if webhook:
         # In the foreground: Telegram gets 200 only after the update was handled,

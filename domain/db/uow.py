@@ -11,7 +11,11 @@ from types import TracebackType
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from domain.db.billing import SqlBillingRepository
+from domain.db.broadcast import SqlBroadcastRepository
 from domain.db.repositories import SqlAuditRepository, SqlUserRepository, insert_usage, usage_totals
+from domain.db.support import SqlAdminRepository, SqlConsentRepository, SqlFeedbackRepository, SqlPersonalData, SqlTicketRepository
+from domain.db.trading import SqlTradingRepository
 from domain.metering import UsageEvent
 
 
@@ -21,6 +25,8 @@ class UnitOfWork:
         self._session: AsyncSession | None = None
         self._users: SqlUserRepository | None = None
         self._audit: SqlAuditRepository | None = None
+        self._trading: SqlTradingRepository | None = None
+        self._billing: SqlBillingRepository | None = None
 
     @property
     def session(self) -> AsyncSession:
@@ -40,6 +46,42 @@ class UnitOfWork:
             self._audit = SqlAuditRepository(self.session)
         return self._audit
 
+    @property
+    def billing(self) -> SqlBillingRepository:
+        if self._billing is None:
+            self._billing = SqlBillingRepository(self.session)
+        return self._billing
+
+    @property
+    def trading(self) -> SqlTradingRepository:
+        if self._trading is None:
+            self._trading = SqlTradingRepository(self.session)
+        return self._trading
+
+    @property
+    def tickets(self) -> SqlTicketRepository:  # support (0004): stateless wrappers, built on use
+        return SqlTicketRepository(self.session)
+
+    @property
+    def feedback(self) -> SqlFeedbackRepository:
+        return SqlFeedbackRepository(self.session)
+
+    @property
+    def consents(self) -> SqlConsentRepository:
+        return SqlConsentRepository(self.session)
+
+    @property
+    def personal_data(self) -> SqlPersonalData:
+        return SqlPersonalData(self.session)
+
+    @property
+    def admin(self) -> SqlAdminRepository:
+        return SqlAdminRepository(self.session)
+
+    @property
+    def broadcasts(self) -> SqlBroadcastRepository:
+        return SqlBroadcastRepository(self.session)
+
     async def commit(self) -> None:
         if self._session is not None:
             await self._session.commit()
@@ -53,6 +95,8 @@ class UnitOfWork:
         if self._session is not None:
             session, self._session = self._session, None
             self._users = self._audit = None
+            self._trading = None
+            self._billing = None
             await session.close()
 
     async def __aenter__(self) -> UnitOfWork:

@@ -151,7 +151,8 @@ async def _params(request: web.Request) -> dict[str, Any]:
         if isinstance(value, str):
             params[key] = _decode(value)
         else:  # an uploaded file
-            params[key] = {"filename": value.filename, "size": len(value.file.read())}
+            content = value.file.read()
+            params[key] = {"filename": value.filename, "size": len(content), "content": content}
     return params
 
 

@@ -1,0 +1,44 @@
+"""The disclosure gate: trading commands stay locked until the current risk disclosure is accepted.
+
+Placed after the tier gate: a command the plan does not include says so first;
+one the plan includes asks for the disclosure. Which commands trade is read
+from the registry (Category.TRADING), so a new trading command is gated the
+day it is declared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiogram import BaseMiddleware
+from aiogram.types import TelegramObject, Update
+
+from bot.middlewares.common import interactive, notify
+from bot.registry import Category, Command
+from bot.views.compliance import disclosure_gate
+from domain.compliance import ComplianceService
+from domain.users import User
+
+
+class ComplianceGateMiddleware(BaseMiddleware):
+    def __init__(self, registry: object, compliance: ComplianceService) -> None:
+        self._compliance = compliance
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        assert isinstance(event, Update)
+        command: Command | None = data.get("command")
+        user: User | None = data.get("user")
+        if command is None or command.category != Category.TRADING or user is None:
+            return await handler(event, data)
+        target = interactive(event)
+        if target is None or await self._compliance.trading_unlocked(data["uow"], user.id):
+            return await handler(event, data)
+        text, markup = disclosure_gate()
+        await notify(data["bot"], target, text, markup)
+        return None

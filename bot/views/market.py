@@ -1,0 +1,158 @@
+"""/price, /chart, /alerts and fired-alert messages."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from aiogram import html
+from aiogram.filters.callback_data import CallbackData
+from aiogram.utils.i18n import gettext as _
+
+from bot.views import View
+from bot.views.common import Button, keyboard, quota_name
+from domain.alerts.models import AlertFired, AlertKind, AlertRule, AlertStatus, Direction
+from domain.tiers import Quota
+from domain.trading.market import Quote
+
+
+class ChartCB(CallbackData, prefix="ch"):
+    symbol: str
+    tf: str = "H1"
+
+
+class AlertCB(CallbackData, prefix="al"):
+    action: str  # list, new, pause, resume, del
+    id: int = 0
+
+
+def _fmt(value: float, digits: int) -> str:
+    return f"{value:.{digits}f}"
+
+
+def price_view(quotes: list[Quote]) -> View:
+    blocks = []
+    for q in quotes:
+        lines = [f"<b>{q.symbol}</b> · {html.quote(q.description)}"]
+        lines.append(
+            _("Bid {bid} · Ask {ask} · Spread {spread} pt").format(
+                bid=_fmt(q.bid, q.digits), ask=_fmt(q.ask, q.digits), spread=q.spread_points
+            )
+        )
+        if q.change is not None and q.change_pct is not None and q.day_low is not None and q.day_high is not None:
+            arrow = "🟢" if q.change >= 0 else "🔴"
+            lines.append(
+                _("{arrow} Today {change} ({pct}%) · Range {low} – {high}").format(
+                    arrow=arrow,
+                    change=f"{q.change:+.{q.digits}f}",
+                    pct=f"{q.change_pct:+.2f}",
+                    low=_fmt(q.day_low, q.digits),
+                    high=_fmt(q.day_high, q.digits),
+                )  # fmt: skip
+            )
+        when = datetime.fromtimestamp(q.time_msc / 1000, UTC).strftime("%H:%M:%S")
+        lines.append(_("Last tick {time} UTC").format(time=when))
+        blocks.append("\n".join(lines))
+    buttons: list[Button] = [(_("📈 Chart {symbol}").format(symbol=q.symbol), ChartCB(symbol=q.symbol)) for q in quotes]
+    return "\n\n".join(blocks), keyboard(buttons[:6])
+
+
+def price_usage() -> View:
+    return _("Send symbols after the command, for example: <code>/price EURUSD XAUUSD</code>"), None
+
+
+def chart_usage() -> View:
+    return _("Send a symbol and optionally a timeframe (M1 M5 M15 H1 H4 D1): <code>/chart EURUSD H1</code>"), None
+
+
+def chart_caption(symbol: str, tf: str, levels: int) -> str:
+    text = _("{symbol} · {tf} candles").format(symbol=symbol, tf=tf)
+    if levels:
+        text += "\n" + _("Dashed lines: your alert levels ({n})").format(n=levels)
+    return text
+
+
+def chart_keyboard(symbol: str, tf: str) -> View:
+    buttons: list[Button] = [
+        (("• " if t == tf else "") + t, ChartCB(symbol=symbol, tf=t)) for t in ("M5", "M15", "H1", "H4", "D1")
+    ]
+    return "", keyboard(buttons, 5)
+
+
+def _rule_text(rule: AlertRule, digits: int) -> str:
+    if rule.kind is AlertKind.ABOVE:
+        text = _("{symbol} rises to {level}").format(symbol=rule.symbol, level=_fmt(rule.threshold, digits))
+    elif rule.kind is AlertKind.BELOW:
+        text = _("{symbol} falls to {level}").format(symbol=rule.symbol, level=_fmt(rule.threshold, digits))
+    elif rule.kind is AlertKind.CROSS:
+        text = _("{symbol} crosses {level}").format(symbol=rule.symbol, level=_fmt(rule.threshold, digits))
+    else:
+        text = _("{symbol} moves {pct}% within {minutes} min").format(
+            symbol=rule.symbol, pct=f"{rule.pct:g}", minutes=max(rule.window_s // 60, 1)
+        )
+    if rule.repeat:
+        text += " " + _("(repeats, every {minutes} min)").format(minutes=max(rule.cooldown_s // 60, 1))
+    return text
+
+
+def alerts_view(rules: list[AlertRule], digits: dict[str, int], limit: int) -> View:
+    lines = [_("<b>🔔 Price alerts</b>")]
+    if not rules:
+        lines.append(_("You have no alerts yet."))
+    for r in rules:
+        mark = "⏸" if r.status is AlertStatus.PAUSED else "•"
+        lines.append(f"{mark} #{r.id} {_rule_text(r, digits.get(r.symbol, 5))}")
+    left = max(limit - len(rules), 0)
+    lines += ["", _("Used {used} of {limit} {quota}; {left} left.").format(
+        used=len(rules), limit=limit, quota=quota_name(Quota.ALERTS), left=left)]  # fmt: skip
+    lines.append(
+        _("Add one: <code>/alerts add EURUSD &gt; 1.1050</code>, <code>&lt; 1.08</code>, "
+          "<code>cross 1.09</code> or <code>move 1% 60m</code>; add <code>every 30m</code> to repeat.")
+    )  # fmt: skip
+    buttons: list[Button] = [(_("➕ New alert"), AlertCB(action="new"))] if left else []
+    for r in rules[:20]:
+        if r.status is AlertStatus.PAUSED:
+            buttons.append((_("▶️ Resume #{id}").format(id=r.id), AlertCB(action="resume", id=r.id)))
+        else:
+            buttons.append((_("⏸ Pause #{id}").format(id=r.id), AlertCB(action="pause", id=r.id)))
+        buttons.append((_("🗑 Delete #{id}").format(id=r.id), AlertCB(action="del", id=r.id)))
+    return "\n".join(lines), keyboard(buttons, (1, 2)) if buttons else None
+
+
+def alert_prompt() -> str:
+    return _(
+        "Send the alert: symbol, condition and level, e.g. <code>EURUSD &gt; 1.1050</code>, "
+        "<code>XAUUSD cross 2400</code> or <code>BTCUSD move 2% 60m</code>. /cancel to stop."
+    )
+
+
+def alert_added_view(rule: AlertRule, digits: int, used: int, limit: int) -> View:
+    text = _("✅ Alert #{id} set: {rule}.").format(id=rule.id, rule=_rule_text(rule, digits))
+    text += "\n" + _("{left} of {limit} alerts left.").format(left=max(limit - used, 0), limit=limit)
+    return text, keyboard([(_("🔔 My alerts"), AlertCB(action="list")), (_("📈 Chart"), ChartCB(symbol=rule.symbol))])
+
+
+def alert_deleted_view(rule: AlertRule) -> str:
+    return _("Alert #{id} deleted.").format(id=rule.id)
+
+
+def alert_fired_view(event: AlertFired, digits: int, timezone: str) -> View:
+    rule = event.rule
+    when = datetime.fromtimestamp(event.time_msc / 1000, UTC).astimezone(ZoneInfo(timezone))
+    arrow = "📈" if event.direction is Direction.UP else "📉"
+    text = "\n".join(
+        [
+            _("{arrow} <b>Alert #{id}: {symbol}</b>").format(arrow=arrow, id=rule.id, symbol=rule.symbol),
+            _rule_text(rule, digits),
+            _("Price {price} at {time}").format(price=_fmt(event.price, digits), time=when.strftime("%Y-%m-%d %H:%M")),
+        ]
+    )
+    return text, keyboard([(_("📈 Chart"), ChartCB(symbol=rule.symbol)), (_("🔔 My alerts"), AlertCB(action="list"))])
+
+
+def symbol_suggestions(symbol: str, suggestions: str) -> str:
+    if suggestions:
+        return _("I don't know the symbol {symbol}. Did you mean {suggestions}?").format(
+            symbol=html.quote(symbol), suggestions=suggestions
+        )
+    return _("I don't know the symbol {symbol}.").format(symbol=html.quote(symbol))

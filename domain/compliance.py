@@ -1,0 +1,160 @@
+"""Compliance: versioned disclosures and consent, data export, erasure, the user's audit trail.
+
+Trading stays locked until the CURRENT risk disclosure is accepted: publishing
+a new version (bump :data:`CURRENT`) asks everyone again. Texts live in the
+catalogs (bot/views/compliance.py), keyed by document and version.
+
+Erasure keeps only what the law requires for payments: the payment records
+(amounts, dates, receipt ids), the subscription record and the audit trail of
+actions on the account, linked to the bare numeric Telegram id. Everything
+else (names, username, language, settings, ticket texts, feedback, consents,
+trading data, usage) is deleted or blanked, and the profile starts fresh.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+from domain.audit import AuditEntry, AuditRepository, Surface
+from domain.clock import Clock, utcnow
+from domain.errors import InvalidInput
+from domain.users import User
+
+
+class Document(StrEnum):
+    RISK = "risk"
+    TERMS = "terms"
+    PRIVACY = "privacy"
+
+
+# The versions in force. A new version of a text goes with a new key here and a new text in the views.
+CURRENT: dict[Document, str] = {Document.RISK: "2026-11", Document.TERMS: "2026-11", Document.PRIVACY: "2026-11"}
+
+EXPORT_FORMAT = 1
+AUDIT_TRAIL = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Consent:
+    document: Document
+    version: str
+    accepted_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentStatus:
+    accepted: dict[Document, Consent] = field(hash=False)  # latest accepted version per document
+
+    def current(self, document: Document) -> bool:
+        consent = self.accepted.get(document)
+        return consent is not None and consent.version == CURRENT[document]
+
+    @property
+    def trading_unlocked(self) -> bool:
+        return self.current(Document.RISK)
+
+
+@dataclass(frozen=True, slots=True)
+class Erasure:
+    deleted: dict[str, int] = field(hash=False)  # table -> rows deleted
+    kept: dict[str, int] = field(hash=False)  # table -> rows kept for legal reasons
+
+
+class ConsentRepository(Protocol):
+    async def accepted(self, user_id: int) -> list[Consent]: ...
+    async def add(self, user_id: int, document: str, version: str, now: datetime) -> None: ...
+
+
+class PersonalData(Protocol):
+    async def export(self, user_id: int) -> dict[str, Any]: ...
+    async def erase(self, user_id: int, now: datetime) -> Erasure: ...
+
+
+class ComplianceUnit(Protocol):
+    @property
+    def consents(self) -> ConsentRepository: ...
+    @property
+    def personal_data(self) -> PersonalData: ...
+    @property
+    def audit(self) -> AuditRepository: ...
+    async def commit(self) -> None: ...
+
+
+class ComplianceService:
+    def __init__(self, clock: Clock = utcnow, surface: Surface = Surface.CHAT) -> None:
+        self._clock = clock
+        self._surface = surface
+        self._unlocked: set[tuple[int, str]] = set()  # (user, risk version) known to be accepted
+
+    async def status(self, uow: ComplianceUnit, user_id: int) -> ConsentStatus:
+        consents = await uow.consents.accepted(user_id)
+        latest: dict[Document, Consent] = {}
+        for consent in sorted(consents, key=lambda c: c.accepted_at):
+            latest[consent.document] = consent
+        status = ConsentStatus(latest)
+        if status.trading_unlocked:
+            self._unlocked.add((user_id, CURRENT[Document.RISK]))
+        return status
+
+    async def trading_unlocked(self, uow: ComplianceUnit, user_id: int) -> bool:
+        """The gate's check: a positive answer is remembered, so accepted users cost no query."""
+        if (user_id, CURRENT[Document.RISK]) in self._unlocked:
+            return True
+        return (await self.status(uow, user_id)).trading_unlocked
+
+    async def accept(self, uow: ComplianceUnit, user: User, document: str) -> ConsentStatus:
+        try:
+            doc = Document(document)
+        except ValueError:
+            raise InvalidInput("unknown document", value=document[:16]) from None
+        await self._record(uow, user.id, [doc])
+        await uow.commit()
+        return await self.status(uow, user.id)
+
+    async def accept_all(self, uow: ComplianceUnit, user_id: int) -> None:
+        """Record acceptance of every current document (pre-onboarded test users; no audit entries)."""
+        await self._record(uow, user_id, list(Document), audited=False)
+        await uow.commit()
+        self._unlocked.add((user_id, CURRENT[Document.RISK]))
+
+    async def _record(
+        self, uow: ComplianceUnit, user_id: int, documents: list[Document], *, audited: bool = True
+    ) -> None:
+        now = self._clock()
+        for doc in documents:
+            await uow.consents.add(user_id, doc.value, CURRENT[doc], now)
+            if audited:
+                await uow.audit.append(
+                    AuditEntry(
+                        "consent.accepted",
+                        user_id,
+                        user_id,
+                        self._surface,
+                        {"document": doc.value, "version": CURRENT[doc]},
+                    )
+                )
+
+    async def export(self, uow: ComplianceUnit, user: User) -> dict[str, Any]:
+        """Everything stored about the user, and nobody else's data; the export itself is audited."""
+        data = await uow.personal_data.export(user.id)
+        document = {"format": EXPORT_FORMAT, "exported_at": self._clock().isoformat(), "user_id": user.id, **data}
+        await uow.audit.append(AuditEntry("data.exported", user.id, user.id, self._surface, {}))
+        await uow.commit()
+        return document
+
+    async def erase(self, uow: ComplianceUnit, user: User) -> Erasure:
+        erasure = await uow.personal_data.erase(user.id, self._clock())
+        await uow.audit.append(
+            AuditEntry(
+                "data.erased", user.id, user.id, self._surface, {"deleted": erasure.deleted, "kept": erasure.kept}
+            )
+        )
+        await uow.commit()
+        self._unlocked.discard((user.id, CURRENT[Document.RISK]))
+        return erasure
+
+    async def activity(self, uow: ComplianceUnit, user: User, limit: int = AUDIT_TRAIL) -> list[AuditEntry]:
+        return await uow.audit.for_user(user.id, limit)

@@ -1,0 +1,280 @@
+"""Trading repositories: accounts, profiles, orders, alerts, simulated-terminal snapshots.
+
+Like the other repositories they never commit, except :class:`SqlAlertStore`
+(the evaluator's repository), which runs its own short transactions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from domain.alerts.models import AlertKind, AlertRule, AlertStatus
+from domain.db.models import AlertRow, OrderRow, SimSnapshotRow, TradingAccountRow, TradingProfileRow
+from domain.trading.models import (
+    AccountKind,
+    LinkedAccount,
+    Order,
+    OrderKind,
+    OrderStatus,
+    RiskLimits,
+    TradingProfile,
+)
+
+LIVE_STATUSES = (AlertStatus.ACTIVE.value, AlertStatus.PAUSED.value)
+
+
+def _insert(session: AsyncSession) -> Any:
+    return pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+
+
+class SqlTradingRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._s = session
+
+    # ---- accounts ----
+    async def account(self, user_id: int, kind: AccountKind) -> tuple[LinkedAccount, str | None] | None:
+        row = (
+            await self._s.execute(
+                select(TradingAccountRow).where(
+                    TradingAccountRow.user_id == user_id, TradingAccountRow.kind == kind.value
+                )
+            )
+        ).scalar_one_or_none()
+        if row is None:
+            return None
+        return LinkedAccount(row.user_id, AccountKind(row.kind), row.login, row.server), row.password_enc
+
+    async def add_account(self, account: LinkedAccount, password_enc: str | None, now: datetime) -> bool:
+        """Insert unless the user already has an account of this kind; True when inserted."""
+        stmt = (
+            _insert(self._s)(TradingAccountRow)
+            .values(
+                user_id=account.user_id,
+                kind=account.kind.value,
+                login=account.login,
+                server=account.server,
+                password_enc=password_enc,
+                created_at=now,
+                updated_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=["user_id", "kind"])
+        )
+        return bool((await self._s.execute(stmt)).rowcount)
+
+    async def replace_account(self, account: LinkedAccount, password_enc: str | None, now: datetime) -> None:
+        await self.remove_account(account.user_id, account.kind)
+        await self.add_account(account, password_enc, now)
+
+    async def remove_account(self, user_id: int, kind: AccountKind) -> bool:
+        result = await self._s.execute(
+            delete(TradingAccountRow).where(TradingAccountRow.user_id == user_id, TradingAccountRow.kind == kind.value)
+        )
+        return bool(result.rowcount)
+
+    # ---- profile ----
+    async def profile(self, user_id: int) -> TradingProfile:
+        row = await self._s.get(TradingProfileRow, user_id)
+        if row is None:
+            return TradingProfile(user_id)
+        return TradingProfile(
+            user_id=row.user_id,
+            active=AccountKind(row.active),
+            auto_trading=row.auto_trading,
+            kill_switch=row.kill_switch,
+            limits=RiskLimits(row.max_volume, row.max_positions, row.max_daily_loss_pct, row.risk_per_trade_pct),
+        )
+
+    async def save_profile(self, profile: TradingProfile, now: datetime) -> None:
+        values = {
+            "active": profile.active.value,
+            "auto_trading": profile.auto_trading,
+            "kill_switch": profile.kill_switch,
+            "max_volume": profile.limits.max_volume,
+            "max_positions": profile.limits.max_positions,
+            "max_daily_loss_pct": profile.limits.max_daily_loss_pct,
+            "risk_per_trade_pct": profile.limits.risk_per_trade_pct,
+            "updated_at": now,
+        }
+        stmt = _insert(self._s)(TradingProfileRow).values(user_id=profile.user_id, **values)
+        await self._s.execute(stmt.on_conflict_do_update(index_elements=["user_id"], set_=values))
+
+    # ---- orders ----
+    async def add_order(self, order: Order) -> None:
+        self._s.add(
+            OrderRow(
+                id=order.id,
+                user_id=order.user_id,
+                account_kind=order.account_kind.value,
+                login=order.login,
+                action=order.kind.value,
+                symbol=order.symbol,
+                params=order.params,
+                status=order.status.value,
+                retcode=order.retcode,
+                result=order.result,
+                created_at=order.created_at,
+                updated_at=order.created_at,
+            )
+        )
+        await self._s.flush()
+
+    async def order(self, order_id: str) -> Order | None:
+        row = await self._s.get(OrderRow, order_id, populate_existing=True)
+        return _order(row) if row else None
+
+    async def transition(
+        self, order_id: str, user_id: int, frm: OrderStatus, to: OrderStatus, now: datetime, **changes: Any
+    ) -> bool:
+        """Atomically move one of the user's orders from ``frm`` to ``to``; False when it was not in ``frm``."""
+        result = await self._s.execute(
+            update(OrderRow)
+            .where(OrderRow.id == order_id, OrderRow.user_id == user_id, OrderRow.status == frm.value)
+            .values(status=to.value, updated_at=now, **changes)
+            .execution_options(synchronize_session=False)
+        )
+        return result.rowcount == 1
+
+    # ---- alerts ----
+    async def add_alert(self, rule: AlertRule, now: datetime) -> AlertRule:
+        row = AlertRow(
+            user_id=rule.user_id,
+            symbol=rule.symbol,
+            kind=rule.kind.value,
+            threshold=rule.threshold,
+            pct=rule.pct,
+            window_s=rule.window_s,
+            repeat=rule.repeat,
+            cooldown_s=rule.cooldown_s,
+            status=rule.status.value,
+            created_price=rule.created_price,
+            created_msc=rule.created_msc,
+            last_triggered_msc=None,
+            last_price=None,
+            created_at=now,
+        )
+        self._s.add(row)
+        await self._s.flush()
+        return _rule(row)
+
+    async def alerts(self, user_id: int) -> list[AlertRule]:
+        rows = await self._s.execute(
+            select(AlertRow)
+            .where(AlertRow.user_id == user_id, AlertRow.status.in_(LIVE_STATUSES))
+            .order_by(AlertRow.id)
+        )
+        return [_rule(r) for r in rows.scalars()]
+
+    async def alert(self, alert_id: int) -> AlertRule | None:
+        row = await self._s.get(AlertRow, alert_id, populate_existing=True)
+        return _rule(row) if row else None
+
+    async def count_alerts(self, user_id: int) -> int:
+        stmt = select(func.count()).where(AlertRow.user_id == user_id, AlertRow.status.in_(LIVE_STATUSES))
+        return int((await self._s.execute(stmt)).scalar_one())
+
+    async def set_alert_status(self, alert_id: int, user_id: int, status: AlertStatus) -> bool:
+        result = await self._s.execute(
+            update(AlertRow)
+            .where(AlertRow.id == alert_id, AlertRow.user_id == user_id, AlertRow.status.in_(LIVE_STATUSES))
+            .values(status=status.value)
+            .execution_options(synchronize_session=False)
+        )
+        return result.rowcount == 1
+
+    async def delete_alert(self, alert_id: int, user_id: int) -> bool:
+        result = await self._s.execute(delete(AlertRow).where(AlertRow.id == alert_id, AlertRow.user_id == user_id))
+        return result.rowcount == 1
+
+
+def _order(row: OrderRow) -> Order:
+    return Order(
+        id=row.id,
+        user_id=row.user_id,
+        account_kind=AccountKind(row.account_kind),
+        login=row.login,
+        kind=OrderKind(row.action),
+        symbol=row.symbol,
+        params=dict(row.params or {}),
+        status=OrderStatus(row.status),
+        retcode=row.retcode,
+        result=dict(row.result or {}),
+        created_at=row.created_at,
+    )
+
+
+def _rule(row: AlertRow) -> AlertRule:
+    return AlertRule(
+        id=row.id,
+        user_id=row.user_id,
+        symbol=row.symbol,
+        kind=AlertKind(row.kind),
+        threshold=row.threshold,
+        pct=row.pct,
+        window_s=row.window_s,
+        repeat=row.repeat,
+        cooldown_s=row.cooldown_s,
+        status=AlertStatus(row.status),
+        created_price=row.created_price,
+        created_msc=row.created_msc,
+        last_triggered_msc=row.last_triggered_msc,
+        last_price=row.last_price,
+    )
+
+
+class SqlAlertStore:
+    """The alert evaluator's repository (``domain.alerts.service.AlertRepository``); own transactions."""
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        self._sessionmaker = sessionmaker
+
+    async def list_active(self, symbols: Collection[str] | None = None) -> Sequence[AlertRule]:
+        stmt = select(AlertRow).where(AlertRow.status.in_(LIVE_STATUSES))
+        if symbols is not None:
+            stmt = stmt.where(AlertRow.symbol.in_(list(symbols)))
+        async with self._sessionmaker() as session:
+            return [_rule(r) for r in (await session.execute(stmt.order_by(AlertRow.id))).scalars()]
+
+    async def mark_triggered(self, alert_id: int, time_msc: int, price: float, deactivate: bool) -> bool:
+        values: dict[str, Any] = {"last_triggered_msc": time_msc, "last_price": price}
+        if deactivate:
+            values["status"] = AlertStatus.TRIGGERED.value
+        stmt = (
+            update(AlertRow)
+            .where(
+                AlertRow.id == alert_id,
+                AlertRow.status != AlertStatus.TRIGGERED.value,
+                (AlertRow.last_triggered_msc.is_(None)) | (AlertRow.last_triggered_msc < time_msc),
+            )
+            .values(**values)
+        )
+        async with self._sessionmaker() as session:
+            result = await session.execute(stmt)
+            await session.commit()
+            return result.rowcount == 1
+
+
+class SqlSnapshotStore:
+    """Named JSON snapshots (the demo terminal's accounts); own transactions."""
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        self._sessionmaker = sessionmaker
+
+    async def load(self, name: str) -> dict[str, Any] | None:
+        async with self._sessionmaker() as session:
+            row = await session.get(SimSnapshotRow, name)
+            return dict(row.data) if row else None
+
+    async def save(self, name: str, data: dict[str, Any], now: datetime) -> None:
+        async with self._sessionmaker() as session:
+            stmt = _insert(session)(SimSnapshotRow).values(name=name, data=data, updated_at=now)
+            await session.execute(
+                stmt.on_conflict_do_update(index_elements=["name"], set_={"data": data, "updated_at": now})
+            )
+            await session.commit()

@@ -1,0 +1,1 @@
+"""Support: tickets (threads between a user and staff) and feedback."""

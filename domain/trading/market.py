@@ -1,0 +1,292 @@
+"""The market hub: the process's shared simulated terminal, the market-data gateway,
+per-account gateways, quotes, charts, and the feed's health numbers.
+
+Demo accounts live on one shared :class:`SimTerminal` per process, persisted
+through :mod:`domain.trading.simstate`. Live accounts get a gateway built
+from the operator's settings (``MT5_BACKEND``, ``MT5_RPYC_HOST/PORT``); on
+the ``sim`` backend a "live" login is an account of the same terminal that
+must authenticate with its password (what the tests and console use).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from domain.market import make_gateway
+from domain.market.clock import Clock
+from domain.market.errors import GatewayAuthError, GatewayError, GatewayUnavailable, NoQuotes, UnknownSymbol
+from domain.market.gateway import TradingGateway
+from domain.market.models import Bar, SymbolSpec, Tick, Timeframe
+from domain.market.sim import SimGateway, SimTerminal
+from domain.market.symbols import is_valid_symbol_name, suggest
+from domain.trading import chart, simstate
+from domain.trading.models import LinkFailed, MarketUnavailable, NoQuote, SymbolNotFound
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT = "demo-terminal"
+CHART_BARS = 80
+CHART_CACHE = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    symbol: str
+    description: str
+    digits: int
+    point: float
+    bid: float
+    ask: float
+    time_msc: int
+    day_open: float | None
+    day_high: float | None
+    day_low: float | None
+
+    @property
+    def spread_points(self) -> int:
+        return round((self.ask - self.bid) / self.point) if self.point else 0
+
+    @property
+    def change(self) -> float | None:
+        return None if self.day_open is None else self.bid - self.day_open
+
+    @property
+    def change_pct(self) -> float | None:
+        if self.day_open in (None, 0):
+            return None
+        return (self.bid - self.day_open) / self.day_open * 100  # type: ignore[operator]
+
+
+@dataclass(frozen=True, slots=True)
+class Chart:
+    symbol: str
+    timeframe: Timeframe
+    png: bytes
+    last_bar_time: int
+    cached: bool
+
+
+@asynccontextmanager
+async def market_errors(symbol: str | None = None) -> AsyncIterator[None]:
+    """Gateway failures as domain errors the bot can explain."""
+    try:
+        yield
+    except UnknownSymbol as exc:
+        raise SymbolNotFound(str(exc), symbol=exc.symbol, suggestions=", ".join(exc.suggestions)) from exc
+    except NoQuotes as exc:
+        raise NoQuote(str(exc), symbol=symbol or "") from exc
+    except GatewayUnavailable as exc:
+        raise MarketUnavailable(exc.code) from exc
+
+
+class MarketHub:
+    def __init__(
+        self,
+        *,
+        backend: str = "sim",
+        host: str = "127.0.0.1",
+        port: int = 18812,
+        seed: int = 0,
+        clock: Clock | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self.backend = backend
+        self._host, self._port, self._timeout = host, port, timeout
+        self.terminal = SimTerminal(seed, clock=clock)
+        self._data: TradingGateway | None = None
+        self._data_login: int | None = None
+        self._gateways: dict[tuple[str, int], TradingGateway] = {}
+        self._specs: dict[str, SymbolSpec] = {}
+        self._charts: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
+        self._names: list[str] | None = None
+        self.watched: dict[str, float] = {}  # symbol -> monotonic time it was last asked for
+        self.connected = False
+        self.ticks_total = 0
+        self._rate: tuple[float, int] = (time.monotonic(), 0)
+        self.tick_rate = 0.0
+        self._snapshots: Any = None
+        self._dirty = False
+        self._snapshot_lock = asyncio.Lock()
+
+    def use_clock(self, clock: Clock) -> None:
+        """Swap the terminal's clock (tests, backtests) before anything trades."""
+        self.terminal.clock = clock
+
+    # ---- lifecycle ----
+    async def start(self, snapshots: Any) -> None:
+        """Restore the demo terminal from ``snapshots`` (a SqlSnapshotStore), then open the data feed."""
+        self._snapshots = snapshots
+        data = await snapshots.load(SNAPSHOT)
+        if data is not None and int(data.get("seed", -1)) == self.terminal.seed:
+            restored = simstate.restore(self.terminal, data)
+            log.info("demo terminal restored: %d accounts", restored)
+
+    def data_gateway(self) -> TradingGateway:
+        if self._data is None:
+            if self.backend == "sim":
+                self._data_login = self.terminal.open_demo_account(1.0, name="Market data")
+                self._data = SimGateway(self.terminal, self._data_login)
+            else:
+                self._data = make_gateway(self.backend, host=self._host, port=self._port, timeout=self._timeout)
+        return self._data
+
+    async def close(self) -> None:
+        await self.save_snapshot(force=True)
+        for gw in [self._data, *self._gateways.values()]:
+            if gw is not None:
+                try:
+                    await gw.close()
+                except GatewayError:
+                    log.debug("gateway close failed", exc_info=True)
+        self._gateways.clear()
+
+    def mark_dirty(self) -> None:
+        self._dirty = True
+
+    async def save_snapshot(self, *, force: bool = False) -> None:
+        if self._snapshots is None or not (self._dirty or force):
+            return
+        async with self._snapshot_lock:
+            self._dirty = False
+            exclude = frozenset({self._data_login}) if self._data_login is not None else frozenset()
+            data = await asyncio.to_thread(simstate.dump, self.terminal, exclude)
+            await self._snapshots.save(SNAPSHOT, data, datetime.now(UTC))
+
+    # ---- accounts ----
+    def open_demo(self, balance: float = 10_000.0, currency: str = "USD", leverage: int = 100) -> int:
+        login = self.terminal.open_demo_account(balance, currency, leverage)
+        self.mark_dirty()
+        return login
+
+    def demo_gateway(self, login: int) -> TradingGateway:
+        key = ("demo", login)
+        gw = self._gateways.get(key)
+        if gw is None:
+            gw = self._gateways[key] = SimGateway(self.terminal, login)
+        return gw
+
+    async def live_gateway(self, login: int, password: str, server: str) -> TradingGateway:
+        key = ("live", login)
+        gw = self._gateways.get(key)
+        if gw is None:
+            gw = await self.connect_live(login, password, server)
+            self._gateways[key] = gw
+        return gw
+
+    async def connect_live(self, login: int, password: str, server: str) -> TradingGateway:
+        """A connected gateway for a real account; LinkFailed when the login is refused."""
+        if self.backend == "sim":
+            if not self.terminal.authenticate(login, password):
+                raise LinkFailed("login refused")
+            gw: TradingGateway = SimGateway(self.terminal, login, password=password)
+        else:
+            gw = make_gateway(
+                self.backend, host=self._host, port=self._port, login=login, password=password, server=server,
+                timeout=self._timeout,
+            )  # fmt: skip
+        try:
+            async with market_errors():
+                await gw.connect()
+        except GatewayAuthError as exc:
+            raise LinkFailed("login refused") from exc
+        return gw
+
+    def forget_live(self, login: int) -> None:
+        self._gateways.pop(("live", login), None)
+
+    # ---- symbols and quotes ----
+    async def symbol_names(self) -> list[str]:
+        if self._names is None:
+            async with market_errors():
+                self._names = await self.data_gateway().symbols()
+        return self._names
+
+    async def resolve(self, raw: str) -> SymbolSpec:
+        """The spec of a symbol typed by a user ("eurusd" works); SymbolNotFound with suggestions."""
+        name = raw.strip().upper()
+        if not is_valid_symbol_name(name):
+            names = await self.symbol_names()
+            raise SymbolNotFound("bad symbol", symbol=raw[:32], suggestions=", ".join(suggest(raw[:64], names)))
+        spec = self._specs.get(name)
+        if spec is None:
+            async with market_errors(name):
+                spec = await self.data_gateway().symbol_spec(name)
+            self._specs[name] = spec
+        return spec
+
+    async def digits(self, symbol: str, default: int = 5) -> int:
+        """Display digits of a symbol; ``default`` when the data feed does not know it or is down."""
+        try:
+            return (await self.resolve(symbol)).digits
+        except (SymbolNotFound, MarketUnavailable, NoQuote):
+            return default
+
+    def watch(self, symbols: Iterable[str]) -> None:
+        now = time.monotonic()
+        for s in symbols:
+            self.watched[s] = now
+
+    async def tick(self, symbol: str) -> Tick:
+        async with market_errors(symbol):
+            return await self.data_gateway().tick(symbol)
+
+    async def quote(self, raw: str) -> Quote:
+        spec = await self.resolve(raw)
+        self.watch([spec.name])
+        tick = await self.tick(spec.name)
+        async with market_errors(spec.name):
+            day = await self.data_gateway().bars(spec.name, Timeframe.D1, 1)
+        d = day[-1] if day else None
+        return Quote(
+            spec.name, spec.description, spec.digits, spec.point, tick.bid, tick.ask, tick.time_msc,
+            d.open if d else None, d.high if d else None, d.low if d else None,
+        )  # fmt: skip
+
+    async def bars(self, symbol: str, tf: Timeframe, count: int) -> list[Bar]:
+        async with market_errors(symbol):
+            return await self.data_gateway().bars(symbol, tf, count)
+
+    async def chart(self, raw: str, tf: Timeframe, levels: Iterable[float] = ()) -> Chart:
+        spec = await self.resolve(raw)
+        self.watch([spec.name])
+        bars = await self.bars(spec.name, tf, CHART_BARS)
+        if not bars:
+            raise NoQuote("no bars", symbol=spec.name)
+        lv = tuple(sorted(set(levels)))
+        key = (spec.name, tf, bars[-1].time, lv)
+        png = self._charts.get(key)
+        if png is not None:
+            self._charts.move_to_end(key)
+            return Chart(spec.name, tf, png, bars[-1].time, True)
+        title = f"{spec.name} · {tf.value}"
+        png = await asyncio.to_thread(chart.render, title, bars, lv, spec.digits)
+        self._charts[key] = png
+        while len(self._charts) > CHART_CACHE:
+            self._charts.popitem(last=False)
+        return Chart(spec.name, tf, png, bars[-1].time, False)
+
+    # ---- health ----
+    def count_ticks(self, n: int) -> None:
+        self.ticks_total += n
+        start, base = self._rate
+        now = time.monotonic()
+        if now - start >= 5.0:
+            self.tick_rate = (self.ticks_total - base) / (now - start)
+            self._rate = (now, self.ticks_total)
+
+    async def probe(self) -> str:
+        """The /status gateway line: backend, ping and the feed's tick rate; raises when down."""
+        gw = self.data_gateway()
+        try:
+            ping = await gw.ping()
+        except GatewayError as exc:
+            raise RuntimeError(exc.code) from exc
+        return f"{self.backend} · ping {ping:.1f} ms · {self.tick_rate:.1f} ticks/s"

@@ -1,0 +1,88 @@
+"""/compliance: read and accept the disclosures, download or delete my data, my activity."""
+
+from __future__ import annotations
+
+import json
+
+from aiogram import F, Router
+from aiogram.filters import Command
+from aiogram.fsm.context import FSMContext
+from aiogram.types import BufferedInputFile, CallbackQuery, Message
+
+from bot.ui import show
+from bot.views.compliance import (
+    ComplianceCB,
+    accepted,
+    activity_view,
+    compliance_home,
+    delete_confirm,
+    document_view,
+    erased,
+    export_caption,
+)
+from bot.views.menu import MenuCB
+from domain.compliance import ComplianceService, Document
+from domain.db.uow import UnitOfWork
+from domain.errors import InvalidInput
+from domain.users import User, UserService
+
+
+def _document(value: str) -> Document:
+    if value not in Document._value2member_map_:
+        raise InvalidInput("unknown document", value=value[:16])
+    return Document(value)
+
+
+def make_router() -> Router:
+    router = Router(name=__name__)
+
+    @router.message(Command("compliance"))
+    @router.callback_query(MenuCB.filter(F.target == "compliance"))
+    @router.callback_query(ComplianceCB.filter(F.action == "home"))
+    async def home(event: Message | CallbackQuery, uow: UnitOfWork, user: User, compliance: ComplianceService) -> None:
+        await show(event, compliance_home(await compliance.status(uow, user.id)))
+
+    @router.callback_query(ComplianceCB.filter(F.action == "doc"))
+    async def document(
+        query: CallbackQuery, callback_data: ComplianceCB, uow: UnitOfWork, user: User, compliance: ComplianceService
+    ) -> None:
+        doc = _document(callback_data.value)
+        await show(query, document_view(doc, await compliance.status(uow, user.id)))
+
+    @router.callback_query(ComplianceCB.filter(F.action == "accept"))
+    async def accept(
+        query: CallbackQuery, callback_data: ComplianceCB, uow: UnitOfWork, user: User, compliance: ComplianceService
+    ) -> None:
+        doc = _document(callback_data.value)
+        await show(query, accepted(doc, await compliance.accept(uow, user, doc.value)))
+
+    @router.callback_query(ComplianceCB.filter(F.action == "export"))
+    async def export(query: CallbackQuery, uow: UnitOfWork, user: User, compliance: ComplianceService) -> None:
+        document = await compliance.export(uow, user)
+        data = json.dumps(document, ensure_ascii=False, indent=2, default=str).encode()
+        await query.answer()
+        await query.bot.send_document(  # type: ignore[union-attr]
+            user.id,
+            BufferedInputFile(data, filename=f"hybrid-trader-data-{user.id}.json"),
+            caption=export_caption(),
+        )
+
+    @router.callback_query(ComplianceCB.filter(F.action == "activity"))
+    async def activity(query: CallbackQuery, uow: UnitOfWork, user: User, compliance: ComplianceService) -> None:
+        await show(query, activity_view(await compliance.activity(uow, user), user.id))
+
+    @router.callback_query(ComplianceCB.filter(F.action == "delete"))
+    async def delete(query: CallbackQuery) -> None:
+        await show(query, delete_confirm())
+
+    @router.callback_query(ComplianceCB.filter(F.action == "erase"))
+    async def erase(
+        query: CallbackQuery, uow: UnitOfWork, user: User, compliance: ComplianceService, users: UserService,
+        state: FSMContext,
+    ) -> None:  # fmt: skip
+        erasure = await compliance.erase(uow, user)
+        users.forget(user.id)
+        await state.clear()
+        await show(query, (erased(erasure), None))
+
+    return router

@@ -1,0 +1,97 @@
+"""The market feed: polls the gateway's last tick of every watched symbol at a fixed cadence
+and publishes new ticks on the tick bus (bars and the alert evaluator listen there).
+
+Watched symbols are those with live alerts plus those users asked about in
+the last hour. A gateway failure marks the hub disconnected and retries with
+exponential backoff; the feed never dies of it. It also writes the demo
+terminal's snapshot when trades or SL/TP changed it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from domain.alerts.service import AlertEvaluator
+from domain.market.bars import BarAggregator
+from domain.market.errors import GatewayError
+from domain.market.tickbus import InProcessTickBus
+from domain.trading.market import MarketHub
+
+log = logging.getLogger(__name__)
+
+WATCH_TTL = 3600.0
+SNAPSHOT_EVERY = 30.0
+
+
+class MarketFeed:
+    def __init__(
+        self,
+        hub: MarketHub,
+        evaluator: AlertEvaluator,
+        *,
+        interval: float = 1.0,
+        max_backoff: float = 60.0,
+    ) -> None:
+        self.hub = hub
+        self.evaluator = evaluator
+        self.bus = InProcessTickBus()
+        self.bars = BarAggregator()
+        self.bus.add_listener(self.bars.on_tick)
+        self.bus.add_listener(evaluator.on_tick)
+        self.interval = interval
+        self.max_backoff = max_backoff
+        self._last: dict[str, int] = {}
+        self.failures = 0
+
+    def symbols(self) -> list[str]:
+        now = time.monotonic()
+        for s, at in list(self.hub.watched.items()):
+            if now - at > WATCH_TTL:
+                del self.hub.watched[s]
+        wanted = {r.symbol for r in self.evaluator.index.rules()} | set(self.hub.watched)
+        return sorted(wanted)
+
+    async def poll_once(self) -> int:
+        """Publish each watched symbol's tick if it is new; returns how many were published."""
+        gw = self.hub.data_gateway()
+        published = 0
+        for symbol in self.symbols():
+            try:
+                tick = await gw.tick(symbol)
+            except GatewayError as exc:
+                if exc.code in ("MKT-UNKNOWN-SYMBOL", "MKT-INVALID-SYMBOL", "MKT-NO-QUOTES"):
+                    continue
+                raise
+            if tick.time_msc > self._last.get(symbol, -1):
+                self._last[symbol] = tick.time_msc
+                self.bus.publish(tick)
+                published += 1
+        self.hub.count_ticks(published)
+        return published
+
+    async def run(self) -> None:
+        delay = self.interval
+        last_save = time.monotonic()
+        while True:
+            try:
+                await self.poll_once()
+                if not self.hub.connected:
+                    log.info("market feed connected")
+                self.hub.connected = True
+                self.failures = 0
+                delay = self.interval
+            except GatewayError as exc:
+                self.failures += 1
+                if self.hub.connected or self.failures == 1:
+                    log.warning("market feed: gateway down (%s); retrying with backoff", exc.code)
+                self.hub.connected = False
+                delay = min(max(delay * 2, 1.0), self.max_backoff)
+            if time.monotonic() - last_save >= SNAPSHOT_EVERY:
+                last_save = time.monotonic()
+                with contextlib.suppress(Exception):
+                    self.hub.mark_dirty()
+                    await self.hub.save_snapshot()
+            await asyncio.sleep(delay)

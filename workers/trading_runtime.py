@@ -1,0 +1,88 @@
+"""Composition of the market and trading side: the hub, alert evaluator, market feed,
+alert delivery and the services handlers receive (``market``, ``trading``, ``alerts``).
+
+``bot.app`` creates one per process (``create``), installs it on the
+Dispatcher and the health service (``install``), starts its tasks with the
+bot (``start_tasks``) and closes it (``close``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from aiogram import Bot, Dispatcher
+from aiogram.utils.i18n import I18n
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from domain.alerts.service import AlertEvaluator
+from domain.db.trading import SqlAlertStore, SqlSnapshotStore
+from domain.db.uow import UnitOfWork
+from domain.health import HealthService, Probe
+from domain.tiers import Quota, TierCatalog
+from domain.trading.alerts import AlertService
+from domain.trading.crypto import SecretBox
+from domain.trading.market import MarketHub
+from domain.trading.service import TradingService
+from workers.alert_delivery import AlertDelivery
+from workers.market_feed import MarketFeed
+
+log = logging.getLogger(__name__)
+
+
+class TradingRuntime:
+    def __init__(self, hub: MarketHub, sessionmaker: async_sessionmaker[AsyncSession], tiers: TierCatalog,
+                 secret: bytes, *, feed_interval: float = 1.0) -> None:  # fmt: skip
+        self.hub = hub
+        self.sessionmaker = sessionmaker
+        self.evaluator = AlertEvaluator(SqlAlertStore(sessionmaker))
+        self.feed = MarketFeed(hub, self.evaluator, interval=feed_interval)
+        self.alerts = AlertService(hub, self.evaluator)
+        self.trading = TradingService(hub, tiers, SecretBox(secret))
+        self.delivery: AlertDelivery | None = None
+
+    @classmethod
+    async def create(cls, settings: Any, sessionmaker: async_sessionmaker[AsyncSession],
+                     tiers: TierCatalog) -> TradingRuntime:  # fmt: skip
+        hub = MarketHub(backend=settings.mt5_backend, host=settings.mt5_rpyc_host, port=settings.mt5_rpyc_port)
+        runtime = cls(hub, sessionmaker, tiers, settings.secret())
+        await runtime.load()
+        return runtime
+
+    async def load(self) -> None:
+        """Restore the demo terminal and the live alert rules (again after a restart)."""
+        await self.hub.start(SqlSnapshotStore(self.sessionmaker))
+        await self.evaluator.load()
+
+    def install(self, dp: Dispatcher, health: HealthService) -> None:
+        dp["market"] = self.hub
+        dp["trading"] = self.trading
+        dp["alerts"] = self.alerts
+        quotas = dp.workflow_data.get("quotas")
+        if quotas is not None:
+            quotas.register(Quota.ALERTS, self._count_alerts)
+        health.add(Probe("gateway", self.hub.probe))
+
+    async def _count_alerts(self, user_id: int) -> int:
+        async with UnitOfWork(self.sessionmaker) as uow:
+            return await uow.trading.count_alerts(user_id)
+
+    def attach(self, bot: Bot, i18n: I18n) -> AlertDelivery:
+        self.delivery = AlertDelivery(bot, i18n, self.sessionmaker, self.hub)
+        return self.delivery
+
+    def start_tasks(self, bot: Bot | None, i18n: I18n) -> list[asyncio.Task[None]]:
+        jobs: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = [("market-feed", self.feed.run)]
+        notify = self.attach(bot, i18n).notify if bot is not None else None
+        jobs.append(("alert-evaluator", lambda: self.evaluator.run(notify)))
+        return [asyncio.create_task(job(), name=name) for name, job in jobs]
+
+    async def close(self) -> None:
+        self.evaluator.stop()
+        try:
+            await self.evaluator.flush(self.delivery.notify if self.delivery else None)
+        except Exception:
+            log.exception("could not flush fired alerts at shutdown")
+        await self.hub.close()
