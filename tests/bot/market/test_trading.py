@@ -4,41 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import re
-from datetime import UTC, datetime
 
 import pytest
-from collections.abc import AsyncIterator
 from sqlalchemy import func, select
 
 from domain.db.models import AuditRow, OrderRow, TradingAccountRow
 from domain.market.clock import ManualClock
-from bot.settings import Settings
-from domain.ratelimit import Decision
-from tests.fakes.telegram import FakeTelegram
-from tests.harness import Harness, build_harness
+from tests.harness import Harness
 
-START = datetime(2026, 11, 18, 10, 0, tzinfo=UTC)
-
-
-class Unlimited:
-    """These flows send more than a free tier's burst; rate limits are tested elsewhere."""
-
-    async def hit(self, key: str, rate_per_minute: int, burst: int) -> Decision:
-        return Decision(True)
-
-
-@pytest.fixture
-async def harness(stack: Settings, telegram: FakeTelegram) -> AsyncIterator[Harness]:
-    h = await build_harness(stack, telegram, limiter=Unlimited())
-    yield h
-    await h.close()
-
-
-@pytest.fixture
-def clock(harness: Harness) -> ManualClock:
-    clock = ManualClock(START)
-    harness.app.market.hub.use_clock(clock)
-    return clock
 
 
 def _confirm(calls: list) -> str:  # type: ignore[type-arg]
