@@ -154,7 +154,7 @@ async def create_app(
     app.billing = BillingService(
         tiers, users, settings.secret(), unit=lambda: UnitOfWork(sessionmaker), stripe=_stripe(settings)
     )
-    app.market = await TradingRuntime.create(settings, sessionmaker, tiers)
+    app.market = await TradingRuntime.create(settings, sessionmaker, tiers, redis)
     ledger = RedisUpdateLedger(redis) if redis is not None else MemoryUpdateLedger()
     reporter = ErrorReporter(sessionmaker, settings.secret(), app.metrics.errors)
     app.dispatcher = _dispatcher(app, limiter, ledger, reporter)

@@ -17,7 +17,7 @@ import time
 from domain.alerts.service import AlertEvaluator
 from domain.market.bars import BarAggregator
 from domain.market.errors import GatewayError
-from domain.market.tickbus import InProcessTickBus
+from domain.market.tickbus import InProcessTickBus, TickBus
 from domain.trading.market import MarketHub
 
 log = logging.getLogger(__name__)
@@ -34,10 +34,11 @@ class MarketFeed:
         *,
         interval: float = 1.0,
         max_backoff: float = 60.0,
+        bus: TickBus | None = None,
     ) -> None:
         self.hub = hub
         self.evaluator = evaluator
-        self.bus = InProcessTickBus()
+        self.bus: TickBus = bus if bus is not None else InProcessTickBus()
         self.bars = BarAggregator()
         self.bus.add_listener(self.bars.on_tick)
         self.bus.add_listener(evaluator.on_tick)

@@ -9,18 +9,21 @@ bot (``start_tasks``) and closes it (``close``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from aiogram import Bot, Dispatcher
 from aiogram.utils.i18n import I18n
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from domain.alerts.service import AlertEvaluator
 from domain.db.trading import SqlAlertStore, SqlSnapshotStore
 from domain.db.uow import UnitOfWork
 from domain.health import HealthService, Probe
+from domain.market.redis_tickbus import RedisTickBus
 from domain.tiers import Quota, TierCatalog
 from domain.trading.alerts import AlertService
 from domain.trading.crypto import SecretBox
@@ -34,20 +37,22 @@ log = logging.getLogger(__name__)
 
 class TradingRuntime:
     def __init__(self, hub: MarketHub, sessionmaker: async_sessionmaker[AsyncSession], tiers: TierCatalog,
-                 secret: bytes, *, feed_interval: float = 1.0) -> None:  # fmt: skip
+                 secret: bytes, *, feed_interval: float = 1.0, redis: Redis | None = None) -> None:  # fmt: skip
         self.hub = hub
         self.sessionmaker = sessionmaker
         self.evaluator = AlertEvaluator(SqlAlertStore(sessionmaker))
-        self.feed = MarketFeed(hub, self.evaluator, interval=feed_interval)
+        # With Redis, ticks also go to a stream other processes (replicas, the web view) follow.
+        self.stream = RedisTickBus(redis) if redis is not None else None
+        self.feed = MarketFeed(hub, self.evaluator, interval=feed_interval, bus=self.stream)
         self.alerts = AlertService(hub, self.evaluator)
         self.trading = TradingService(hub, tiers, SecretBox(secret))
         self.delivery: AlertDelivery | None = None
 
     @classmethod
     async def create(cls, settings: Any, sessionmaker: async_sessionmaker[AsyncSession],
-                     tiers: TierCatalog) -> TradingRuntime:  # fmt: skip
+                     tiers: TierCatalog, redis: Redis | None = None) -> TradingRuntime:  # fmt: skip
         hub = MarketHub(backend=settings.mt5_backend, host=settings.mt5_rpyc_host, port=settings.mt5_rpyc_port)
-        runtime = cls(hub, sessionmaker, tiers, settings.secret())
+        runtime = cls(hub, sessionmaker, tiers, settings.secret(), redis=redis)
         await runtime.load()
         return runtime
 
@@ -77,6 +82,8 @@ class TradingRuntime:
         jobs: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = [("market-feed", self.feed.run)]
         notify = self.attach(bot, i18n).notify if bot is not None else None
         jobs.append(("alert-evaluator", lambda: self.evaluator.run(notify)))
+        if self.stream is not None:
+            self.stream.start()
         return [asyncio.create_task(job(), name=name) for name, job in jobs]
 
     async def close(self) -> None:
@@ -85,4 +92,7 @@ class TradingRuntime:
             await self.evaluator.flush(self.delivery.notify if self.delivery else None)
         except Exception:
             log.exception("could not flush fired alerts at shutdown")
+        if self.stream is not None:
+            with contextlib.suppress(Exception):  # Redis may already be gone at shutdown
+                await self.stream.aclose()
         await self.hub.close()
