@@ -16,6 +16,8 @@ from typing import Any
 import stripe
 from aiohttp import web
 
+from tests.fakes import serve_on_loopback
+
 SECRET_KEY = "sk_test_loopback"
 WEBHOOK_SECRET = "whsec_test_loopback"
 PRICES = {"basic": "price_basic", "pro": "price_pro", "enterprise": "price_enterprise"}
@@ -49,12 +51,7 @@ class FakeStripe:
         app.router.add_get("/v1/subscriptions/{id}", self._get_subscription)
         app.router.add_post("/v1/subscriptions/{id}", self._update_subscription)
         app.router.add_post("/v1/billing/meter_events", self._meter_event)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
+        self._runner, self.url = await serve_on_loopback(app)
         return self
 
     async def stop(self) -> None:

@@ -18,6 +18,8 @@ from typing import Any
 import aiogram.methods as methods
 from aiohttp import web
 
+from tests.fakes import serve_on_loopback
+
 BOT_ID = 7000001
 TOKEN = f"{BOT_ID}:TEST-token_for-loopback"
 
@@ -57,12 +59,7 @@ class FakeTelegram:
     async def start(self) -> FakeTelegram:
         app = web.Application()
         app.router.add_post("/bot{token}/{method}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
+        self._runner, self.url = await serve_on_loopback(app)
         return self
 
     async def stop(self) -> None:
