@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 STREAM = "ticks"
 MAXLEN = 100_000
 BATCH = 500
+MAX_BACKLOG = 20 * BATCH  # ticks are worth only while fresh: beyond this the oldest go
 
 
 class RedisTickBus:
@@ -54,6 +55,8 @@ class RedisTickBus:
     def publish(self, tick: Tick) -> None:
         self.local.publish(tick)
         self._outbox.append(tick)
+        if len(self._outbox) > MAX_BACKLOG:
+            del self._outbox[: len(self._outbox) - MAX_BACKLOG]
         self._wake.set()
 
     def publish_many(self, ticks: Iterable[Tick]) -> None:
