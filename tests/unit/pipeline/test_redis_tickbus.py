@@ -53,9 +53,13 @@ async def test_a_tick_published_in_one_process_reaches_another(redis_url: str) -
 async def test_the_backlog_is_bounded_while_redis_is_unreachable(redis_url: str) -> None:
     from domain.market.redis_tickbus import MAX_BACKLOG
 
-    bus = RedisTickBus(Redis.from_url(redis_url))  # never started: nothing drains the backlog
+    redis = Redis.from_url(redis_url)
+    bus = RedisTickBus(redis)  # never started: nothing drains the backlog
     seen: list[Tick] = []
     bus.add_listener(seen.append)
-    bus.publish_many(Tick("EURUSD", i, 1.1, 1.1002) for i in range(MAX_BACKLOG + 1234))
-    assert len(seen) == MAX_BACKLOG + 1234  # local listeners got every tick
-    assert len(bus._outbox) == MAX_BACKLOG and bus._outbox[-1].time_msc == MAX_BACKLOG + 1233  # the newest kept
+    try:
+        bus.publish_many(Tick("EURUSD", i, 1.1, 1.1002) for i in range(MAX_BACKLOG + 1234))
+        assert len(seen) == MAX_BACKLOG + 1234  # local listeners got every tick
+        assert len(bus._outbox) == MAX_BACKLOG and bus._outbox[-1].time_msc == MAX_BACKLOG + 1233  # the newest kept
+    finally:
+        await redis.aclose()
