@@ -90,9 +90,8 @@ class App:
     def start_background(self, bot: Bot | None = None) -> None:
         self.tasks.append(asyncio.create_task(self._flush_usage(), name="usage-flush"))
         self.tasks += self.market.start_tasks(bot, self.i18n)  # market feed, alert evaluator (+ delivery)
-        if bot is not None:  # billing jobs tell users what happened, so they need the bot
+        if bot is not None:  # billing jobs and broadcasts tell users what happened, so they need the bot
             self.tasks.append(asyncio.create_task(self._billing_jobs(bot), name="billing-jobs"))
-        if bot is not None:  # support (0004): the broadcast outbox sender, paced under BROADCAST_RATE
             sender = BroadcastSender(self.sessionmaker, bot, self.i18n, rate=self.settings.broadcast_rate)
             self.tasks.append(asyncio.create_task(sender.run_forever(), name="broadcast-sender"))
 

@@ -118,7 +118,6 @@ _MESSAGES: dict[str, str] = {
     de.Forbidden.code: N_("You don't have access to that."),
     de.QuotaExceeded.code: N_("You've used all {limit} of your {quota} for now. Upgrade your plan for more."),
     de.FeatureLocked.code: N_("This needs the {tier} plan."),
-    de.ServiceUnavailable.code: N_("A service we depend on is unavailable. Nothing was changed; please retry shortly."),
     "SYS-DB": N_("Our database is briefly unavailable. Nothing was changed; please retry in a minute."),
     "SYS-REDIS": N_("Our cache is briefly unavailable. Nothing was changed; please retry in a minute."),
     "TG-API": N_("Telegram rejected our reply. Please try again."),

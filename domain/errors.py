@@ -46,9 +46,3 @@ class FeatureLocked(DomainError):
     """The user's tier lacks a feature; params: feature, tier (the cheapest that has it)."""
 
     code = "TIER-LOCKED"
-
-
-class ServiceUnavailable(DomainError):
-    """A dependency (database, Redis, gateway) is down; the request changed nothing."""
-
-    code = "SYS-UNAVAILABLE"

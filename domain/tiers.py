@@ -89,9 +89,6 @@ class TierCatalog:
     def free(self) -> Tier:
         return self._by_code[FREE]
 
-    def cheapest_with(self, feature: Feature) -> Tier | None:
-        return next((t for t in self._tiers if feature in t.features), None)
-
     def allows(self, tier: Tier, *, min_tier: str | None, feature: Feature | None) -> bool:
         if min_tier is not None and tier.rank < self.get(min_tier).rank:
             return False

@@ -22,8 +22,8 @@ def test_catalog_orders_by_rank_and_falls_back_to_free() -> None:
     tiers = catalog()
     assert [t.code for t in tiers] == ["free", "basic", "pro"]
     assert tiers.get("no-such-tier").code == "free"
-    assert tiers.cheapest_with(Feature.AUTO_TRADING).code == "pro"  # type: ignore[union-attr]
-    assert tiers.cheapest_with(Feature.MULTI_ACCOUNT) is None
+    assert tiers.required_for(min_tier=None, feature=Feature.AUTO_TRADING).code == "pro"  # type: ignore[union-attr]
+    assert tiers.required_for(min_tier=None, feature=Feature.MULTI_ACCOUNT) is None
 
 
 def test_requirements_combine_min_tier_and_feature() -> None:
