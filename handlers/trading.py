@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import secrets
 
 from aiogram import Router
 from aiogram.exceptions import TelegramBadRequest
@@ -12,13 +13,18 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message
 
 from bot.ui import show
+from bot.views import View
 from bot.views.trading import (
+    AutoCB,
     HistCB,
     OrderCB,
     PosCB,
     RiskCB,
     TradeFlowCB,
     TradingCB,
+    auto_locked_text,
+    autotrade_live_view,
+    autotrade_view,
     balance_view,
     cancelled_view,
     close_preview_view,
@@ -45,13 +51,16 @@ from bot.views.trading import (
 from domain.db.uow import UnitOfWork
 from domain.errors import FeatureLocked
 from domain.market.models import Side
-from domain.tiers import Tier
+from domain.tiers import Feature, Tier
+from domain.trading.autotrade import AutoPanel, AutoTradeRefused, AutoTrader
 from domain.trading.models import AccountKind, Execution, InvalidOrder, LinkFailed, Order, parse_number
 from domain.trading.service import TradingService
 from domain.users import User
 from handlers.filters import is_plain_text
 
 MAX_HISTORY_DAYS = 365
+LIVE_CODE = "autotrade_live"  # FSM data key: the one-time code of the live auto-trading confirmation
+AUTO_SETTINGS = ("threshold", "risk", "symbol")  # /trading threshold 72 · /trading risk 1.5 · /trading symbol X
 
 
 class LinkForm(StatesGroup):
@@ -92,17 +101,17 @@ def make_router() -> Router:
         await show(message, balance_view(*await trading.balance(uow, user.id, tier)))
 
     async def list_positions(event: Message | CallbackQuery, user: User, tier: Tier, uow: UnitOfWork,
-                             trading: TradingService) -> None:  # fmt: skip
-        await show(event, positions_view(*await trading.positions(uow, user.id, tier)))
+                             autotrade: AutoTrader) -> None:  # fmt: skip
+        await show(event, positions_view(await autotrade.holdings(uow, user.id, tier)))
 
     @router.message(Command("positions"))
-    async def positions(message: Message, user: User, tier: Tier, uow: UnitOfWork, trading: TradingService) -> None:
-        await list_positions(message, user, tier, uow, trading)
+    async def positions(message: Message, user: User, tier: Tier, uow: UnitOfWork, autotrade: AutoTrader) -> None:
+        await list_positions(message, user, tier, uow, autotrade)
 
     @router.callback_query(PosCB.filter())
     async def position_button(
         query: CallbackQuery, callback_data: PosCB, user: User, tier: Tier, uow: UnitOfWork, trading: TradingService,
-        state: FSMContext,
+        state: FSMContext, autotrade: AutoTrader,
     ) -> None:  # fmt: skip
         if callback_data.action == "close" and callback_data.ticket > 0:
             await show(query, close_preview_view(
@@ -113,7 +122,7 @@ def make_router() -> Router:
             await query.answer()
             await query.bot.send_message(user.id, sltp_prompt(callback_data.ticket))  # type: ignore[union-attr]
         else:
-            await list_positions(query, user, tier, uow, trading)
+            await list_positions(query, user, tier, uow, autotrade)
 
     @router.message(StateFilter(StopsForm.levels), is_plain_text)
     async def typed_levels(message: Message, user: User, tier: Tier, uow: UnitOfWork, trading: TradingService,
@@ -223,36 +232,46 @@ def make_router() -> Router:
 
     @router.message(Command("trading"))
     async def trading_command(
-        message: Message, user: User, tier: Tier, uow: UnitOfWork, trading: TradingService
+        message: Message, user: User, tier: Tier, uow: UnitOfWork, trading: TradingService, autotrade: AutoTrader
     ) -> None:
+        args = _args(message)
+        if len(args) == 2 and args[0].lower() in AUTO_SETTINGS:
+            setter = {"threshold": autotrade.set_threshold, "risk": autotrade.set_risk,
+                      "symbol": autotrade.toggle_symbol}[args[0].lower()]  # fmt: skip
+            await show(message, autotrade_view(await setter(uow, user.id, tier, args[1]), user.timezone))
+            return
         await trading_home(message, user, tier, uow, trading)
 
     @router.callback_query(TradingCB.filter())
     async def trading_button(
         query: CallbackQuery, callback_data: TradingCB, user: User, tier: Tier, uow: UnitOfWork,
-        trading: TradingService, state: FSMContext,
+        trading: TradingService, state: FSMContext, autotrade: AutoTrader,
     ) -> None:  # fmt: skip
         action = callback_data.action
         try:
-            await _trading_action(query, callback_data, user, tier, uow, trading, state)
+            await _trading_action(query, callback_data, user, tier, uow, trading, state, autotrade)
         except FeatureLocked as exc:
-            await query.answer(live_locked_text(str(exc.params.get("tier", ""))), show_alert=True)
+            tier_code = str(exc.params.get("tier", ""))
+            locked = auto_locked_text if exc.params.get("feature") == Feature.AUTO_TRADING else live_locked_text
+            await query.answer(locked(tier_code), show_alert=True)
             return
         if action != "link":
             await trading_home(query, user, tier, uow, trading)
 
     async def _trading_action(
         query: CallbackQuery, callback_data: TradingCB, user: User, tier: Tier, uow: UnitOfWork,
-        trading: TradingService, state: FSMContext,
+        trading: TradingService, state: FSMContext, autotrade: AutoTrader,
     ) -> None:  # fmt: skip
         action = callback_data.action
-        if action in ("kill", "auto"):
-            flag = "kill_switch" if action == "kill" else "auto_trading"
-            await trading.set_flag(uow, user.id, flag, bool(callback_data.value))
+        if action == "kill":
+            await trading.set_flag(uow, user.id, "kill_switch", bool(callback_data.value))
+        elif action == "auto":
+            await autotrade.set_enabled(uow, user.id, tier, bool(callback_data.value))
         elif action in ("demo", "live"):
             await trading.switch(uow, user.id, tier, AccountKind(action))
         elif action == "unlink":
             await trading.unlink_live(uow, user.id)
+            await autotrade.revoke_live(uow, user.id)  # a new live account needs a new confirmation
             await query.bot.send_message(user.id, unlinked_text())  # type: ignore[union-attr]
         elif action == "link":
             trading.require_live(tier)
@@ -278,8 +297,9 @@ def make_router() -> Router:
 
     @router.message(StateFilter(LinkForm.password), is_plain_text)
     async def link_password(
-        message: Message, state: FSMContext, user: User, tier: Tier, uow: UnitOfWork, trading: TradingService
-    ) -> None:
+        message: Message, state: FSMContext, user: User, tier: Tier, uow: UnitOfWork, trading: TradingService,
+        autotrade: AutoTrader,
+    ) -> None:  # fmt: skip
         password = message.text or ""
         with contextlib.suppress(TelegramBadRequest):
             await message.delete()  # the password must not stay in the chat
@@ -293,7 +313,61 @@ def make_router() -> Router:
             return
         finally:
             del password
+        await autotrade.revoke_live(uow, user.id)  # live auto-trading is confirmed per linked account
         await show(message, linked_view(account))
+
+    # ---- auto-trading ----
+    @router.callback_query(AutoCB.filter())
+    async def auto_button(
+        query: CallbackQuery, callback_data: AutoCB, user: User, tier: Tier, uow: UnitOfWork, autotrade: AutoTrader,
+        state: FSMContext,
+    ) -> None:  # fmt: skip
+        if callback_data.uid != user.id:
+            raise AutoTradeRefused("not this user's panel")
+        try:
+            panel = await _auto_action(callback_data, user, tier, uow, autotrade, state)
+        except FeatureLocked as exc:
+            tier_code = str(exc.params.get("tier", ""))
+            locked = auto_locked_text if exc.params.get("feature") == Feature.AUTO_TRADING else live_locked_text
+            text, markup = autotrade_view(await autotrade.panel(uow, user.id, tier, pending=False), user.timezone)
+            if isinstance(query.message, Message):  # the panel shows what the upgrade unlocks; the alert says why
+                with contextlib.suppress(TelegramBadRequest):
+                    await query.message.edit_text(text, reply_markup=markup)
+            await query.answer(locked(tier_code), show_alert=True)
+            return
+        if isinstance(panel, tuple):
+            await show(query, panel)
+        else:
+            await show(query, autotrade_view(panel, user.timezone))
+
+    async def _auto_action(
+        cb: AutoCB, user: User, tier: Tier, uow: UnitOfWork, autotrade: AutoTrader, state: FSMContext
+    ) -> AutoPanel | View:
+        action = cb.action
+        if action in ("on", "off"):
+            return await autotrade.set_enabled(uow, user.id, tier, action == "on")
+        if action == "thr":
+            return await autotrade.set_threshold(uow, user.id, tier, cb.value)
+        if action == "risk":
+            return await autotrade.set_risk(uow, user.id, tier, cb.value)
+        if action == "tf":
+            return await autotrade.set_timeframe(uow, user.id, tier, cb.value)
+        if action == "sym":
+            return await autotrade.toggle_symbol(uow, user.id, tier, cb.value)
+        if action == "demo":
+            return await autotrade.use_demo(uow, user.id, tier)
+        if action == "live":
+            panel = await autotrade.live_offer(uow, user.id, tier)
+            code = secrets.token_hex(4)
+            await state.update_data({LIVE_CODE: code})
+            return autotrade_live_view(panel, code)
+        if action == "confirm":
+            code = (await state.get_data()).get(LIVE_CODE)
+            if not code or not secrets.compare_digest(str(code), cb.value):
+                raise AutoTradeRefused("live confirmation was not asked for")
+            await state.update_data({LIVE_CODE: None})
+            return await autotrade.confirm_live(uow, user.id, tier)
+        return await autotrade.panel(uow, user.id, tier)
 
     return router
 

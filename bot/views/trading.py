@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from aiogram.filters.callback_data import CallbackData
+from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
 from bot.i18n import N_
+from bot.notify import Notifier
 from bot.views import View
 from bot.views.common import Button, keyboard, on_off, tier_name
-from domain.market.models import Account, Deal, Position, Retcode
+from bot.views.plans import PlansCB
+from domain.agents.consensus import ConsensusDecision
+from domain.agents.votes import Direction
+from domain.market.models import Account, Deal, Retcode, Side
+from domain.trading.autotrade import AutoPanel, AutoReport, Holdings, Outcome, Pending, Stance, stance
 from domain.trading.models import (
     AccountKind,
     ClosePreview,
@@ -60,6 +67,18 @@ class RiskCB(CallbackData, prefix="rk"):
 class TradingCB(CallbackData, prefix="tg"):
     action: str  # home, demo, live, kill, auto, link, unlink
     value: int = 0
+
+
+class AutoCB(CallbackData, prefix="at"):
+    """The auto-trading panel. ``uid`` is the owner: a button pressed by anyone else changes nothing."""
+
+    action: str  # home, on, off, thr, risk, tf, sym, demo, live (ask), confirm (value: the one-time code)
+    uid: int
+    value: str = ""
+
+
+AUTO_THRESHOLDS = ("55", "60", "65", "70", "80")
+AUTO_RISKS = ("0.5", "1", "2")
 
 
 RETCODES = {
@@ -255,7 +274,8 @@ def balance_view(account: LinkedAccount, info: Account) -> View:
                                        TradingCB(action="home"))])  # fmt: skip
 
 
-def positions_view(account: LinkedAccount, info: Account, positions: list[Position], digits: dict[str, int]) -> View:
+def positions_view(h: Holdings) -> View:
+    account, info, positions, digits = h.account, h.info, h.positions, h.digits
     lines = [_("<b>📋 Open positions</b> · {kind} account").format(kind=kind_name(account.kind))]
     if not positions:
         lines.append(_("No open positions. Open one with /trade."))
@@ -278,6 +298,8 @@ def positions_view(account: LinkedAccount, info: Account, positions: list[Positi
             )  # fmt: skip
         )
         lines.append("   " + _("SL {sl} · TP {tp}").format(sl=_px(p.sl, d), tp=_px(p.tp, d)))
+        if p.symbol in h.opinions:
+            lines.append("   " + holding_line(p.side, h.opinions[p.symbol], h.timeframe.value))
         total += p.profit
         buttons += [
             (_("✖️ Close #{ticket}").format(ticket=p.ticket), PosCB(action="close", ticket=p.ticket)),
@@ -373,6 +395,7 @@ def trading_view(
     if live is not None:
         buttons.append((_("✂️ Unlink live account"), TradingCB(action="unlink")))
     buttons.append((_("🛡 Risk limits"), RiskCB()))
+    buttons.append((_("🤖 Auto-trading settings"), AutoCB(action="home", uid=profile.user_id)))
     return "\n".join(lines), keyboard(buttons)
 
 
@@ -406,3 +429,242 @@ def unlinked_text() -> str:
 def live_locked_text(tier: str) -> str:
     return _("Live MT5 accounts need the {tier} plan or higher. /premium shows the plans; the demo account stays "
              "free.").format(tier=tier_name(tier))  # fmt: skip
+
+
+# ---- auto-trading ---------------------------------------------------------------------------------
+
+REASONS = {
+    "consensus.no_quorum": N_("too few agents have a view"),
+    "consensus.no_track_record": N_("the agents have no track record here yet"),
+    "consensus.tie": N_("the agents are evenly split"),
+    "consensus.disagreement": N_("the agents disagree"),
+    "consensus.vetoed": N_("vetoed by the Risk agent"),
+}
+
+RISK_REASONS = {
+    "risk.warmup": N_("the Risk agent lacks the history to judge the volatility"),
+    "risk.extreme_volatility": N_("volatility is extreme: the Risk agent vetoed the trade"),
+    "risk.budget_over_cap": N_("the risk per trade is over the Risk agent's cap"),
+    "risk.budget_too_small": N_("your risk budget cannot buy the minimum volume at this stop distance"),
+    "risk.budget_invalid": N_("the account has no equity to size a trade"),
+}
+
+
+def _side(side: Side | Direction | str) -> str:
+    value = side if isinstance(side, str) else side.value
+    return _("BUY") if value == "buy" else _("SELL")
+
+
+def _pct(value: float) -> str:
+    return f"{value * 100:.0f}%"
+
+
+def consensus_text(decision: ConsensusDecision | None) -> str:
+    """“BUY · confidence 64% · agreement 80%”, or why there is no consensus."""
+    if decision is None:
+        return _("not available right now")
+    if decision.direction is Direction.FLAT or decision.vetoed:
+        reason = REASONS.get(decision.explanation_key)
+        return _("no consensus ({reason})").format(reason=_(reason)) if reason else _("no consensus")
+    icon = "🟢" if decision.direction is Direction.BUY else "🔴"
+    return _("{icon} {side} · confidence {confidence} · agreement {agreement}").format(
+        icon=icon, side=_side(decision.direction), confidence=_pct(decision.confidence),
+        agreement=_pct(decision.agreement))  # fmt: skip
+
+
+def holding_line(side: Side, decision: ConsensusDecision | None, tf: str) -> str:
+    """A position's line: does the current consensus support holding it?"""
+    view = stance(side, decision)
+    if view is Stance.NONE:
+        return _("🤖 AI consensus ({tf}): no consensus").format(tf=tf)
+    word = _("supports holding") if view is Stance.SUPPORTS else _("against holding")
+    assert decision is not None
+    return _("🤖 AI consensus ({tf}): {side} {confidence} — {stance}").format(
+        tf=tf, side=_side(decision.direction), confidence=_pct(decision.confidence), stance=word)  # fmt: skip
+
+
+def _pending_line(p: Pending, threshold: float) -> str:
+    line = f"{p.symbol}: {consensus_text(p.decision)}"
+    d = p.decision
+    if d is not None and d.direction is not Direction.FLAT and not d.vetoed:
+        line += " — " + (_("✅ meets your threshold") if p.qualifies(threshold) else _("below your threshold"))
+    return line
+
+
+def auto_locked_text(tier: str) -> str:
+    return _("Auto-trading needs the {tier} plan or higher. /premium shows the plans.").format(tier=tier_name(tier))
+
+
+def autotrade_view(panel: AutoPanel, tz: str = "UTC") -> View:
+    st, uid = panel.settings, panel.profile.user_id
+    if not panel.allowed:
+        lines = [
+            _("<b>🤖 Auto-trading</b> · 🔒 {tier} plan").format(tier=tier_name(panel.needed_tier)),
+            _("With the {tier} plan the bot trades for you: orders from AI consensus signals above the confidence "
+              "you choose, sized by the Risk agent within your /risk limits, on the demo account (live only after "
+              "a second confirmation). Every order is audited and reported in this chat.").format(
+                tier=tier_name(panel.needed_tier)),
+        ]  # fmt: skip
+        if panel.profile.auto_trading:
+            lines.append(_("It is still switched on but places nothing on your plan."))
+            buttons: list[Button] = [(_("⏸ Turn off"), AutoCB(action="off", uid=uid))]
+        else:
+            buttons = []
+        buttons += [(_("💎 Compare plans"), PlansCB()), (_("⚙️ Trading"), TradingCB(action="home"))]
+        return "\n".join(lines), keyboard(buttons)
+    if panel.account.value == "live" and panel.live is not None:
+        where = _("live account {login} (confirmed)").format(login=panel.live.login)
+    else:
+        where = _("demo account")
+    lines = [
+        _("<b>🤖 Auto-trading</b> · {state}").format(state=on_off(panel.profile.auto_trading)),
+        _("Orders from AI consensus signals above your threshold, sized by the Risk agent within your /risk "
+          "limits. Each one is audited and reported here."),
+        _("Orders go to: {where}").format(where=where),
+        _("Timeframe {tf} · threshold {threshold} · risk per trade {risk}% of equity (at most {max}%)").format(
+            tf=st.timeframe.value, threshold=_pct(st.threshold), risk=f"{st.risk_pct:g}",
+            max=f"{panel.max_risk_pct:g}"),
+        _("Symbols: {symbols}").format(symbols=", ".join(st.symbols) if st.symbols else "—"),
+    ]  # fmt: skip
+    if panel.profile.kill_switch:
+        lines.append(_("🛑 The kill switch is on: no auto orders until you turn it off in /trading."))
+    if panel.pending:
+        lines += ["", _("<b>Consensus now ({tf})</b>").format(tf=st.timeframe.value)]
+        lines += [_pending_line(p, st.threshold) for p in panel.pending]
+    if panel.recent:
+        lines += ["", _("<b>Latest auto orders</b>")]
+        lines += [
+            f"{datetime.fromtimestamp(r.bar_time, UTC).astimezone(ZoneInfo(tz)).strftime('%m-%d %H:%M')} {r.symbol} "
+            f"{_side(r.direction)} — "
+            f"{outcome_name(r.status)}"
+            for r in panel.recent
+        ]
+    lines += ["", _("Other values: <code>/trading threshold 72</code> · <code>/trading risk 1.5</code> · "
+                    "<code>/trading symbol GBPJPY</code> (adds or removes it)")]  # fmt: skip
+    on = panel.profile.auto_trading
+    buttons = [(_("⏸ Turn off") if on else _("▶️ Turn on"), AutoCB(action="off" if on else "on", uid=uid))]
+    widths = [1]
+    thresholds = [("• " if abs(float(v) / 100 - st.threshold) < 1e-6 else "") + f"{v}%" for v in AUTO_THRESHOLDS]
+    buttons += [(label, AutoCB(action="thr", uid=uid, value=v)) for label, v in zip(thresholds, AUTO_THRESHOLDS)]
+    widths.append(len(AUTO_THRESHOLDS))
+    risks = [v for v in AUTO_RISKS if float(v) <= panel.max_risk_pct + 1e-9]
+    buttons += [(("• " if abs(float(v) - st.risk_pct) < 1e-9 else "") + _("risk {v}%").format(v=v),
+                 AutoCB(action="risk", uid=uid, value=v)) for v in risks]  # fmt: skip
+    widths.append(len(risks))
+    if len(panel.timeframes) > 1:
+        buttons += [(("• " if tf is st.timeframe else "") + tf.value, AutoCB(action="tf", uid=uid, value=tf.value))
+                    for tf in panel.timeframes]  # fmt: skip
+        widths.append(len(panel.timeframes))
+    symbols = list(dict.fromkeys((*st.symbols, *FLOW_SYMBOLS)))
+    buttons += [(("✅ " if sym in st.symbols else "") + sym, AutoCB(action="sym", uid=uid, value=sym))
+                for sym in symbols]  # fmt: skip
+    widths += [3] * ((len(symbols) + 2) // 3)
+    live = panel.account.value == "live"
+    buttons += [(("• " if not live else "") + _("🧪 Demo"), AutoCB(action="demo", uid=uid)),
+                (("• " if live else "") + _("💼 Live…"), AutoCB(action="live", uid=uid))]  # fmt: skip
+    buttons += [(_("🔄 Refresh"), AutoCB(action="home", uid=uid)), (_("⚙️ Trading"), TradingCB(action="home"))]
+    widths += [2, 2]
+    return "\n".join(lines), keyboard(buttons, widths)
+
+
+def autotrade_live_view(panel: AutoPanel, code: str) -> View:
+    """The second confirmation for live auto-trading."""
+    uid = panel.profile.user_id
+    assert panel.live is not None
+    text = "\n".join([
+        _("⚠️ <b>Live auto-trading</b>"),
+        _("Auto orders will go to your live account {login} on {server} whenever it is the account in use in "
+          "/trading: real money, without asking you each time. Your /risk limits and the kill switch still "
+          "apply.").format(login=panel.live.login, server=panel.live.server),
+        _("Confirm a second time to allow it."),
+    ])  # fmt: skip
+    return text, keyboard([
+        (_("✅ Yes, auto-trade on my live account"), AutoCB(action="confirm", uid=uid, value=code)),
+        (_("✖️ Keep the demo account"), AutoCB(action="home", uid=uid)),
+    ], 1)  # fmt: skip
+
+
+OUTCOME_NAMES = {
+    Outcome.PLACED: N_("placed"),
+    Outcome.REJECTED: N_("rejected by the broker"),
+    Outcome.BLOCKED: N_("blocked by your risk limits"),
+    Outcome.RISK_VETO: N_("not sized by the Risk agent"),
+    Outcome.OPPOSITE: N_("opposite position held"),
+    Outcome.FAILED: N_("failed"),
+    Outcome.KILLED: N_("stopped by the kill switch"),
+}
+
+
+def outcome_name(value: str) -> str:
+    try:
+        msgid = OUTCOME_NAMES.get(Outcome(value))
+    except ValueError:
+        msgid = None
+    return _(msgid) if msgid else _("in progress")
+
+
+def auto_report_view(r: AutoReport) -> View:
+    """The chat report of one auto-trading decision."""
+    when = datetime.fromtimestamp(r.bar_time, UTC).astimezone(ZoneInfo(r.timezone)).strftime("%Y-%m-%d %H:%M")
+    why = _("Signal: AI consensus {side} on the {tf} bar of {when}, confidence {confidence}, agreement "
+            "{agreement}.").format(side=_side(r.side), tf=r.timeframe.value, when=when,
+                                   confidence=_pct(r.confidence), agreement=_pct(r.agreement))  # fmt: skip
+    account = kind_name(r.account)
+    if r.outcome is Outcome.PLACED:
+        head = _("🤖 <b>Auto-trade placed</b> · {account} account").format(account=account)
+        body = [
+            _("{side} {volume} lots {symbol} at {price}").format(side=_side(r.side), volume=f"{r.volume:g}",
+                                                                 symbol=r.symbol, price=_px(r.price, r.digits)),
+            _("SL {sl} · TP {tp}").format(sl=_px(r.sl, r.digits), tp=_px(r.tp, r.digits)),
+        ]  # fmt: skip
+        if r.risk_pct is not None:
+            body.append(_("Risk at stop loss: {pct}% of equity").format(pct=f"{r.risk_pct:.2f}"))
+    elif r.outcome is Outcome.BLOCKED and r.breach is not None:
+        reason = _(RULES[r.breach.rule]).format(value=f"{r.breach.value:g}", limit=f"{r.breach.limit:g}")
+        head = _("🛑 <b>Auto-trade blocked</b> by your risk limits: {reason}.").format(reason=reason)
+        body = [_("{side} {volume} lots {symbol} was not sent.").format(
+            side=_side(r.side), volume=f"{r.volume:g}", symbol=r.symbol)]  # fmt: skip
+    elif r.outcome is Outcome.RISK_VETO:
+        reason = RISK_REASONS.get(r.reason)
+        head = _("🛑 <b>Auto-trade skipped</b> on {symbol}: {reason}.").format(
+            symbol=r.symbol, reason=_(reason) if reason else r.reason)  # fmt: skip
+        body = [_("Nothing was sent.")]
+    elif r.outcome is Outcome.REJECTED:
+        codes = ", ".join(f"{retcode_text(c)} ({c})" for c in r.retcodes)
+        head = _("❌ <b>Auto-trade rejected</b> by the broker: {codes}").format(codes=codes)
+        body = [_("{side} {volume} lots {symbol} · {account} account").format(
+            side=_side(r.side), volume=f"{r.volume:g}", symbol=r.symbol, account=account)]  # fmt: skip
+    elif r.outcome is Outcome.OPPOSITE:
+        head = _("↔️ <b>AI consensus turned {side}</b> on {symbol} while you hold {held} #{ticket}.").format(
+            side=_side(r.side), symbol=r.symbol, held=_side(r.held or Side.BUY), ticket=r.ticket)  # fmt: skip
+        body = [_("Auto-trading never hedges or reverses a position: nothing was sent. Close it in /positions if "
+                  "you agree.")]  # fmt: skip
+    elif r.reason == "TRD-UNKNOWN":
+        head = _("⚠️ <b>Auto-trade on {symbol}</b>: the trading server did not answer in time; the order may "
+                 "have been placed.").format(symbol=r.symbol)  # fmt: skip
+        body = [_("Check /positions before acting.")]
+    else:
+        head = _("⚠️ <b>Auto-trade on {symbol} failed</b>: the trading server could not take it (code {code}). "
+                 "Nothing was sent.").format(symbol=r.symbol, code=r.reason or "—")  # fmt: skip
+        body = []
+    return "\n".join([head, *body, why]), keyboard([
+        (_("📋 Positions"), PosCB(action="list")),
+        (_("🤖 Auto-trading"), AutoCB(action="home", uid=r.user_id)),
+        (_("🛑 Kill switch"), TradingCB(action="kill", value=1)),
+    ], (2, 1))  # fmt: skip
+
+
+class AutoTradeReporter:
+    """Sends auto-trading reports through the app's notifier, rendered in the user's language."""
+
+    def __init__(self, i18n: I18n, notifier: Callable[[], Notifier | None]) -> None:
+        self._i18n = i18n
+        self._notifier = notifier
+
+    async def __call__(self, report: AutoReport) -> bool:
+        notifier = self._notifier()
+        if notifier is None:
+            return False
+        with self._i18n.context(), self._i18n.use_locale(report.locale):
+            text, markup = auto_report_view(report)
+        return await notifier.send(report.user_id, text, markup, key=report.key)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import secrets
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -89,10 +90,12 @@ class TradingService:
         assert found is not None
         return found[0]
 
-    async def active(self, uow: UnitOfWork, user_id: int, tier: Tier) -> tuple[LinkedAccount, TradingGateway]:
-        """The account in use and its gateway (live falls back to an error, never silently to demo)."""
+    async def active(
+        self, uow: UnitOfWork, user_id: int, tier: Tier, kind: AccountKind | None = None
+    ) -> tuple[LinkedAccount, TradingGateway]:
+        """The account in use (or ``kind``) and its gateway (live falls back to an error, never silently to demo)."""
         profile = await uow.trading.profile(user_id)
-        if profile.active is AccountKind.LIVE:
+        if (kind or profile.active) is AccountKind.LIVE:
             self.require_live(tier)
             found = await uow.trading.account(user_id, AccountKind.LIVE)
             if found is None or found[1] is None:
@@ -235,8 +238,10 @@ class TradingService:
     # ---- opening ------------------------------------------------------------------------------
     async def preview_open(
         self, uow: UnitOfWork, user_id: int, tier: Tier, side: Side, symbol_raw: str, volume: float,
-        sl: float | None, tp: float | None,
+        sl: float | None, tp: float | None, *, account: AccountKind | None = None, surface: Surface = Surface.CHAT,
+        note: Mapping[str, Any] | None = None,
     ) -> Preview:  # fmt: skip
+        """``account`` overrides the active account; ``note`` is recorded in the order's params (auto-trading)."""
         spec = await self.hub.resolve(symbol_raw)
         if not (volume > 0 and math.isfinite(volume)):
             raise InvalidOrder("volume", field="volume")
@@ -246,7 +251,7 @@ class TradingService:
         for name, level in (("sl", sl), ("tp", tp)):
             if level is not None and not (level > 0 and math.isfinite(level)):
                 raise InvalidOrder(name, field=name)
-        account, gw = await self.active(uow, user_id, tier)
+        account, gw = await self.active(uow, user_id, tier, account)
         tick = await self.hub.tick(spec.name)
         price = tick.ask if side is Side.BUY else tick.bid
         _check_sides(side, price, sl, tp)
@@ -263,7 +268,7 @@ class TradingService:
             login=account.login,
             kind=OrderKind.OPEN,
             symbol=spec.name,
-            params={"side": side.value, "volume": rounded, "sl": sl, "tp": tp, "price": price},
+            params={**(note or {}), "side": side.value, "volume": rounded, "sl": sl, "tp": tp, "price": price},
             status=OrderStatus.PENDING,
             retcode=None,
             result={},
@@ -271,7 +276,7 @@ class TradingService:
         )
         await uow.trading.add_order(order)
         await uow.audit.append(
-            AuditEntry("trade.previewed", user_id, user_id, Surface.CHAT, {"order": order.id, **order.params,
+            AuditEntry("trade.previewed", user_id, user_id, surface, {"order": order.id, **order.params,
                        "symbol": spec.name, "account": account.kind.value, "check": int(check.retcode)})
         )  # fmt: skip
         await uow.commit()
@@ -288,6 +293,10 @@ class TradingService:
             return None
         loss = abs(price - sl) * volume * spec.contract_size
         return round(loss * await self._rate(spec.currency_profit, currency), 2)
+
+    async def conversion(self, src: str, dst: str) -> float:
+        """Units of ``dst`` per unit of ``src`` (e.g. a symbol's profit currency into the account's)."""
+        return await self._rate(src, dst)
 
     async def _rate(self, src: str, dst: str) -> float:
         if src == dst:
@@ -402,7 +411,10 @@ class TradingService:
         assert order is not None
         return order
 
-    async def execute(self, uow: UnitOfWork, user_id: int, tier: Tier, order_id: str) -> Execution:
+    async def execute(
+        self, uow: UnitOfWork, user_id: int, tier: Tier, order_id: str, *, account: AccountKind | None = None,
+        surface: Surface = Surface.CHAT,
+    ) -> Execution:
         """Confirm a previewed order: sent at most once however often this is called."""
         now = utcnow()
         claimed = await uow.trading.transition(order_id, user_id, OrderStatus.PENDING, OrderStatus.SENDING, now)
@@ -414,26 +426,27 @@ class TradingService:
         order = await uow.trading.order(order_id)
         assert order is not None
         try:
-            prepared = await self._prepare(uow, user_id, tier, order, now)
+            prepared = await self._prepare(uow, user_id, tier, order, now, account, surface)
             if isinstance(prepared, Execution):
                 return prepared
-            return await self._send(uow, prepared[0], order, prepared[1])
+            return await self._send(uow, prepared[0], order, prepared[1], surface)
         except BaseException as exc:  # never leave a claimed order in SENDING
             await uow.rollback()
             await self._finish(
-                uow, order, OrderStatus.FAILED, None, {"error": getattr(exc, "code", type(exc).__name__)}
+                uow, order, OrderStatus.FAILED, None, {"error": getattr(exc, "code", type(exc).__name__)}, surface
             )
             raise
 
     async def _prepare(
-        self, uow: UnitOfWork, user_id: int, tier: Tier, order: Order, now: datetime
-    ) -> Execution | tuple[TradingGateway, list[OrderRequest]]:
+        self, uow: UnitOfWork, user_id: int, tier: Tier, order: Order, now: datetime,
+        kind: AccountKind | None = None, surface: Surface = Surface.CHAT,
+    ) -> Execution | tuple[TradingGateway, list[OrderRequest]]:  # fmt: skip
         if now - order.created_at > PREVIEW_TTL:
-            await self._finish(uow, order, OrderStatus.EXPIRED, None, {})
+            await self._finish(uow, order, OrderStatus.EXPIRED, None, {}, surface)
             raise OrderExpired("preview too old")
-        account, gw = await self.active(uow, user_id, tier)
+        account, gw = await self.active(uow, user_id, tier, kind)
         if (account.kind, account.login) != (order.account_kind, order.login):
-            await self._finish(uow, order, OrderStatus.CANCELLED, None, {"reason": "account switched"})
+            await self._finish(uow, order, OrderStatus.CANCELLED, None, {"reason": "account switched"}, surface)
             raise OrderExpired("account switched since the preview")
         profile = await uow.trading.profile(user_id)
         if order.kind is OrderKind.OPEN:
@@ -441,7 +454,7 @@ class TradingService:
             if breach is not None:
                 final = await self._finish(
                     uow, order, OrderStatus.BLOCKED, None,
-                    {"rule": breach.rule, "limit": breach.limit, "value": breach.value},
+                    {"rule": breach.rule, "limit": breach.limit, "value": breach.value}, surface,
                 )  # fmt: skip
                 return Execution(final, (), False, None, None, breach=breach)
             p = order.params
@@ -457,11 +470,14 @@ class TradingService:
             if t in open_
         ]
         if not requests:
-            await self._finish(uow, order, OrderStatus.CANCELLED, None, {"reason": "already closed"})
+            await self._finish(uow, order, OrderStatus.CANCELLED, None, {"reason": "already closed"}, surface)
             raise NoPositions("already closed")
         return gw, requests
 
-    async def _send(self, uow: UnitOfWork, gw: TradingGateway, order: Order, requests: list[OrderRequest]) -> Execution:
+    async def _send(
+        self, uow: UnitOfWork, gw: TradingGateway, order: Order, requests: list[OrderRequest],
+        surface: Surface = Surface.CHAT,
+    ) -> Execution:  # fmt: skip
         retcodes: list[int] = []
         price = volume = None
         try:
@@ -471,11 +487,15 @@ class TradingService:
                 if result.ok:
                     price, volume = result.price, (volume or 0) + result.volume
         except GatewayTimeout as exc:
-            await self._finish(uow, order, OrderStatus.FAILED, None, {"error": "timeout", "retcodes": retcodes})
+            await self._finish(
+                uow, order, OrderStatus.FAILED, None, {"error": "timeout", "retcodes": retcodes}, surface
+            )
             self.hub.mark_dirty()
             raise OutcomeUnknown("the gateway timed out during order_send") from exc
         except GatewayError as exc:
-            await self._finish(uow, order, OrderStatus.FAILED, None, {"error": exc.code, "retcodes": retcodes})
+            await self._finish(
+                uow, order, OrderStatus.FAILED, None, {"error": exc.code, "retcodes": retcodes}, surface
+            )
             async with market_errors():
                 raise
         ok = bool(retcodes) and all(r in RETCODE_OK for r in retcodes)
@@ -483,15 +503,16 @@ class TradingService:
                                               else OrderStatus.DONE)  # fmt: skip
         final = await self._finish(
             uow, order, status, retcodes[-1] if retcodes else None,
-            {"retcodes": retcodes, "price": price, "volume": volume},
+            {"retcodes": retcodes, "price": price, "volume": volume}, surface,
         )  # fmt: skip
         self.hub.mark_dirty()
         await self.hub.save_snapshot()
         return Execution(final, tuple(retcodes), ok, price, volume)
 
     async def _finish(
-        self, uow: UnitOfWork, order: Order, status: OrderStatus, retcode: int | None, result: dict[str, Any]
-    ) -> Order:
+        self, uow: UnitOfWork, order: Order, status: OrderStatus, retcode: int | None, result: dict[str, Any],
+        surface: Surface = Surface.CHAT,
+    ) -> Order:  # fmt: skip
         moved = await uow.trading.transition(
             order.id, order.user_id, OrderStatus.SENDING, status, utcnow(), retcode=retcode, result=result
         )
@@ -503,7 +524,7 @@ class TradingService:
             status, "trade." + status
         )
         await uow.audit.append(
-            AuditEntry(action, order.user_id, order.user_id, Surface.CHAT,
+            AuditEntry(action, order.user_id, order.user_id, surface,
                        {"order": order.id, "kind": order.kind.value, "symbol": order.symbol, **order.params,
                         "retcode": retcode, **result})
         )  # fmt: skip

@@ -100,8 +100,8 @@ async def test_kill_switch_blocks_new_orders_at_once(harness: Harness, clock: Ma
     blocked = await harness.press(data)
     assert "kill switch is on" in next(c for c in blocked if c.method == "editMessageText").text
     assert await _positions(harness) == []
-    auto = await harness.press("tg:auto:1")
-    assert "Auto-trading: on" in next(c for c in auto if c.method == "editMessageText").text
+    auto = await harness.press("tg:auto:1")  # auto-trading is a Pro feature (tests/bot/market/test_autotrading.py)
+    assert "needs the Pro plan" in next(c for c in auto if c.method == "answerCallbackQuery").params["text"]
 
 
 async def test_wrong_side_stops_and_bad_numbers(harness: Harness, clock: ManualClock) -> None:
