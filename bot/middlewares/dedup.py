@@ -8,6 +8,7 @@ from typing import Any
 
 from aiogram import BaseMiddleware
 from aiogram.types import TelegramObject, Update
+from aiogram_dialog.api.entities import DialogUpdate
 
 from domain.dedup import UpdateLedger
 
@@ -25,6 +26,8 @@ class DeduplicateMiddleware(BaseMiddleware):
         data: dict[str, Any],
     ) -> Any:
         assert isinstance(event, Update)
+        if isinstance(event, DialogUpdate):  # aiogram-dialog's internal refreshes: update_id 0, never redelivered
+            return await handler(event, data)
         key = f"{data['bot'].id}:{event.update_id}"
         if not await self._ledger.claim(key):
             log.info("update %s already handled or in progress: skipped", event.update_id)

@@ -28,7 +28,7 @@ async def test_core_commands_in_each_language(harness: Harness, lang: str) -> No
     start = await harness.send("/start", lang=lang)
     assert len(start) == 1 and WELCOME[lang] in start[0].text
     labels = [label for label, _ in start[0].buttons]
-    assert len(labels) == 4 and all(label for label in labels)
+    assert len(labels) == 5 and all(label for label in labels)  # help, status, settings, dashboard, plans
     assert HELP[lang] in (await harness.send("/help", lang=lang))[0].text
     status = (await harness.send("/status", lang=lang))[0].text
     assert STATUS[lang] in status and "✅" in status
