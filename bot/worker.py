@@ -1,0 +1,75 @@
+"""`python -m bot worker`: the workers alone, for scaled-out deployments.
+
+Runs the market feed, the alert evaluator (following rule changes the bot
+replicas publish, workers/alert_sync.py), the agent runner, the scheduler
+(one leader among all workers, workers/scheduler.py), the notification outbox
+sender and the broadcast sender, plus the web server for ``/healthz`` and
+``/metrics`` on WEB_HOST:WEB_PORT. It handles no updates: bot replicas run
+``python -m bot run`` with WORKERS=external and only queue proactive messages.
+Both sides share PostgreSQL (the outbox, the rules) and Redis (rule changes,
+the scheduler lease, the symbols users asked about, which the feed polls), so
+REDIS_URL is required. Several workers may run: one leads the scheduler, and
+they split the agent runner's (symbol, timeframe) jobs through a Redis Streams
+consumer group, taking over a dead worker's share (workers/partition.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import signal
+import time
+
+from aiohttp import web
+
+from bot.app import create_app, create_bot
+from bot.settings import Settings
+from bot.web.app import create_web_app
+
+log = logging.getLogger("hybrid.worker")
+
+NEEDS_TOKEN = "The worker sends the bot's messages: set BOT_TOKEN (the same one the bot replicas use)."
+NEEDS_REDIS = (
+    "The worker and the bot replicas share alert rule changes and the scheduler lease through Redis: set REDIS_URL."
+)
+
+
+def check(settings: Settings) -> str | None:
+    """Why this worker cannot start, or None."""
+    if settings.bot_token is None:
+        return NEEDS_TOKEN
+    if settings.redis_url is None:
+        return NEEDS_REDIS
+    return None
+
+
+async def run_worker(settings: Settings, started: float | None = None, *, stop: asyncio.Event | None = None) -> int:
+    started = started if started is not None else time.perf_counter()
+    problem = check(settings)
+    if problem is not None:
+        print(problem)
+        return 2
+    app = await create_app(settings)
+    bot = create_bot(settings)
+    runner = web.AppRunner(create_web_app(app, bot), access_log=None)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await runner.setup()
+        await web.TCPSite(runner, settings.web_host, settings.web_port).start()
+        app.start_background(bot, workers=True)
+        gc.freeze()  # start-up objects live forever: keep full collections from rescanning ~400k of them
+        log.info(
+            "Hybrid Trader worker ready on http://%s:%d in %.2fs",
+            settings.web_host, settings.web_port, time.perf_counter() - started,
+        )  # fmt: skip
+        await stop.wait()
+    finally:
+        log.info("worker shutting down")
+        await runner.cleanup()
+        await app.close()
+        await bot.session.close()
+    return 0
