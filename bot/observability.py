@@ -1,29 +1,75 @@
-"""Observability: Prometheus metrics, structured JSON logs, and the middleware feeding both.
+"""Observability: Prometheus metrics, structured JSON logs, Sentry, and the figures /status and /admin show.
 
 Each App owns its own metrics registry (tests build many apps); ``/metrics``
-serves it. Log records carry the update id and the hashed user id of the
-update being handled, through a context variable set by the middleware.
+serves it. Log records and Sentry events carry the update id, the hashed user
+id and the tier of the update being handled, through a context variable set by
+the outermost middleware. :class:`OpsMonitor` is the one source of the
+operations figures: it refreshes the gauges ``/metrics`` exports and returns
+the same snapshot to ``/status`` and ``/admin``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import sentry_sdk
 from aiogram import BaseMiddleware
 from aiogram.dispatcher.event.bases import UNHANDLED
 from aiogram.types import TelegramObject, Update
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.errors import hash_user
+from bot.errors import dna, hash_user
+from domain.admin import OpsFigures
+from domain.db.models import OutboxRow, UserRow
+from domain.db.outbox import SqlOutboxRepository
+from domain.health import HealthService
 
-_context: ContextVar[dict[str, Any] | None] = ContextVar("log_context", default=None)
+log = logging.getLogger(__name__)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+FIGURES_MAX_AGE = 2.0  # a /status flood must not become a database flood
+# Updates handled at once per process. Each holds a database connection (pool: 10 + 20 overflow) and
+# Redis connections while it runs; past this a busy process only queues work it cannot do faster, and
+# an unbounded pile-up exhausts the pools (errors after 30 s) instead of waiting its turn.
+MAX_CONCURRENT_UPDATES = 24
+
+
+class UpdateContext:
+    """What every log line and Sentry event of one update carries (tier is known later, read lazily)."""
+
+    __slots__ = ("update_id", "user", "_data")
+
+    def __init__(self, update_id: int, user: str | None, data: dict[str, Any]) -> None:
+        self.update_id = update_id
+        self.user = user
+        self._data = data  # the update's middleware data: the user middleware adds the tier to it
+
+    @property
+    def tier(self) -> str | None:
+        tier = self._data.get("tier")
+        return getattr(tier, "code", None)
+
+    def fields(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"update_id": self.update_id, "user": self.user}
+        tier = self.tier
+        if tier is not None:
+            out["tier"] = tier
+        return out
+
+
+_context: ContextVar[UpdateContext | None] = ContextVar("log_context", default=None)
+
+
+def current_context() -> UpdateContext | None:
+    return _context.get()
 
 
 class Metrics:
@@ -39,17 +85,41 @@ class Metrics:
         )  # fmt: skip
         self.errors = Counter("hybrid_errors_total", "Errors by ErrorDNA code", ["code"], registry=self.registry)
         self.usage_pending = Gauge("hybrid_usage_pending", "Usage events not yet written", registry=self.registry)
+        self.in_flight = Gauge("hybrid_updates_in_flight", "Updates being handled now", registry=self.registry)
+        self.waiting = Gauge(
+            "hybrid_updates_waiting", "Updates waiting for a free handling slot (MAX_CONCURRENT_UPDATES)",
+            registry=self.registry,
+        )  # fmt: skip
+        self.outbox_depth = Gauge(
+            "hybrid_outbox_depth", "Proactive messages waiting to be sent, by outbox", ["outbox"], registry=self.registry
+        )
+        self.outbox_lag = Gauge(
+            "hybrid_outbox_lag_seconds", "Age of the oldest waiting message, by outbox (0 when empty)", ["outbox"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.tick_rate = Gauge("hybrid_tick_rate", "Ticks per second through the market feed", registry=self.registry)
+        self.gateway_latency = Gauge(
+            "hybrid_gateway_latency_seconds", "MT5 gateway ping (NaN while unreachable)", registry=self.registry
+        )
+        self.gateway_up = Gauge("hybrid_gateway_up", "1 when the MT5 gateway answers", registry=self.registry)
+        self.active_users = Gauge(
+            "hybrid_active_users", "Users seen in the window", ["window"], registry=self.registry
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
+    def total(self, counter: Counter) -> int:
+        return int(sum(s.value for m in counter.collect() for s in m.samples if s.name.endswith("_total")))
+
 
 class ObservabilityMiddleware(BaseMiddleware):
-    """Times and counts every update and sets the log context (outermost)."""
+    """Times and counts every update, sets the log and Sentry context, and bounds concurrency (outermost)."""
 
-    def __init__(self, metrics: Metrics, salt: bytes) -> None:
+    def __init__(self, metrics: Metrics, salt: bytes, limit: int = MAX_CONCURRENT_UPDATES) -> None:
         self._metrics = metrics
         self._salt = salt
+        self._slots = asyncio.Semaphore(limit)
 
     async def __call__(
         self,
@@ -59,11 +129,22 @@ class ObservabilityMiddleware(BaseMiddleware):
     ) -> Any:
         assert isinstance(event, Update)
         tg_user = data.get("event_from_user")
-        token = _context.set({"update_id": event.update_id, "user": hash_user(tg_user.id if tg_user else None, self._salt)})
+        context = UpdateContext(event.update_id, hash_user(tg_user.id if tg_user else None, self._salt), data)
+        token = _context.set(context)
         start = time.perf_counter()
         outcome = "error"
         try:
-            result = await handler(event, data)
+            self._metrics.waiting.inc()
+            try:
+                await self._slots.acquire()
+            finally:
+                self._metrics.waiting.dec()
+            self._metrics.in_flight.inc()
+            try:
+                result = await handler(event, data)
+            finally:
+                self._metrics.in_flight.dec()
+                self._slots.release()
             outcome = "unhandled" if result is UNHANDLED else "ok"
             return result
         finally:
@@ -72,6 +153,9 @@ class ObservabilityMiddleware(BaseMiddleware):
             self._metrics.latency.labels(name).observe(time.perf_counter() - start)
             self._metrics.updates.labels(name, outcome).inc()
             _context.reset(token)
+
+
+# ---- logs ----
 
 
 class JsonFormatter(logging.Formatter):
@@ -84,15 +168,184 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        entry.update(_context.get() or {})
+        context = _context.get()
+        if context is not None:
+            entry.update(context.fields())
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
+        return json.dumps(entry, ensure_ascii=False, default=str)
 
 
 def configure_logging(level: str, *, json_lines: bool) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if json_lines else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level, handlers=[handler], force=True)
-    for noisy in ("alembic", "aiogram.event"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def wants_json(log_format: str, *, interactive: bool) -> bool:
+    """LOG_FORMAT=json|text; ``auto``: plain text when a person watches a terminal, JSON lines otherwise."""
+    if log_format == "auto":
+        return not interactive
+    return log_format == "json"
+
+
+# ---- Sentry ----
+
+
+def sentry_integrations() -> list[Any]:
+    from sentry_sdk.integrations.aiohttp import AioHttpIntegration
+    from sentry_sdk.integrations.asyncio import AsyncioIntegration
+    from sentry_sdk.integrations.sqlalchemy import SqlalchemyIntegration
+
+    return [AioHttpIntegration(), AsyncioIntegration(), SqlalchemyIntegration()]
+
+
+def init_sentry(dsn: str, *, release: str, transport: Any = None) -> None:
+    """Sentry with the aiohttp, asyncio and SQLAlchemy integrations; no personal data leaves the process
+
+    (default PII off, no frame locals; users are known by their salted hash only).
+    """
+    options: dict[str, Any] = {"transport": transport} if transport is not None else {}
+    sentry_sdk.init(
+        dsn=dsn,
+        release=release,
+        traces_sample_rate=0.0,
+        include_local_variables=False,  # frame locals hold Telegram ids, names and message texts
+        integrations=sentry_integrations(),
+        before_send=tag_event,
+        before_breadcrumb=scrub_breadcrumb,
+        **options,
+    )
+
+
+def scrub_breadcrumb(crumb: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any] | None:
+    """Redis keys name users (FSM keys, rate-limit buckets): keep the command, drop the key."""
+    if crumb.get("category") == "redis":
+        crumb["message"] = str(crumb.get("message") or "").split(" ", 1)[0]
+        crumb["data"] = {}
+    return crumb
+
+
+def tag_event(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
+    """Tags every event with the hashed user, their tier, the update id and the ErrorDNA code."""
+    tags = event.setdefault("tags", {})
+    context = _context.get()
+    if context is not None:
+        tags.setdefault("update_id", str(context.update_id))
+        if context.user is not None:
+            tags.setdefault("user_hash", context.user)
+            event["user"] = {"id": context.user}
+        if context.tier is not None:
+            tags.setdefault("tier", context.tier)
+    exc_info = hint.get("exc_info")
+    if exc_info and exc_info[1] is not None:
+        tags.setdefault("error_dna", dna(exc_info[1]))
+    return event
+
+
+# ---- the figures /metrics, /status and /admin share ----
+
+OutboxProbe = Callable[[AsyncSession], Awaitable[tuple[int, datetime | None]]]
+
+
+async def broadcast_outbox(session: AsyncSession) -> tuple[int, datetime | None]:
+    """Depth (pending + claimed) and the oldest pending row's enqueue time of the broadcast outbox."""
+    waiting = OutboxRow.status.in_(("pending", "claimed"))
+    depth, oldest = (
+        await session.execute(
+            select(func.count(), func.min(OutboxRow.updated_at)).select_from(OutboxRow).where(waiting)
+        )
+    ).one()
+    return int(depth or 0), oldest
+
+
+async def notification_outbox(session: AsyncSession) -> tuple[int, datetime | None]:
+    """Depth and the oldest waiting message of the notification outbox (alerts, signals, digests...)."""
+    depth = await SqlOutboxRepository(session).depth()
+    return depth.waiting, depth.oldest
+
+
+class OpsMonitor:
+    """Collects the operations figures at most every ``max_age`` seconds and mirrors them into the gauges."""
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        health: HealthService,
+        tick_rate: Callable[[], float],
+        *,
+        max_age: float = FIGURES_MAX_AGE,
+    ) -> None:
+        self._metrics = metrics
+        self._sessionmaker = sessionmaker
+        self._health = health
+        self._tick_rate = tick_rate
+        self._max_age = max_age
+        self._outboxes: dict[str, OutboxProbe] = {"notifications": notification_outbox, "broadcast": broadcast_outbox}
+        self._last: tuple[float, OpsFigures] | None = None
+        self._stored: tuple[int, float | None, int, int] = (0, None, 0, 0)  # last good database figures
+        self._lock = asyncio.Lock()
+
+    def add_outbox(self, name: str, probe: OutboxProbe) -> None:
+        """Another persisted outbox to count (depth, oldest waiting)."""
+        self._outboxes[name] = probe
+        self._last = None
+
+    async def figures(self) -> OpsFigures:
+        async with self._lock:
+            now = time.monotonic()
+            if self._last is not None and now - self._last[0] < self._max_age:
+                return self._last[1]
+            figures = await self._collect()
+            self._last = (now, figures)
+            return figures
+
+    async def _collect(self) -> OpsFigures:
+        m = self._metrics
+        probes = {p.name: p for p in await self._health.check()}
+        gateway = probes.get("gateway")
+        gateway_ms = gateway.latency_ms if gateway is not None and gateway.ok else None
+        try:
+            self._stored = await self._from_database()
+        except Exception:  # the database may be down: keep the last figures, /metrics still answers
+            log.warning("ops figures: database unavailable, keeping the last ones", exc_info=True)
+        depth, lag, active_1h, active_24h = self._stored
+        figures = OpsFigures(
+            updates=m.total(m.updates),
+            errors=m.total(m.errors),
+            outbox_depth=depth,
+            outbox_lag_s=lag,
+            tick_rate=float(self._tick_rate()),
+            gateway_ms=gateway_ms,
+            active_1h=active_1h,
+            active_24h=active_24h,
+        )
+        m.tick_rate.set(figures.tick_rate)
+        m.gateway_up.set(1 if gateway_ms is not None else 0)
+        m.gateway_latency.set(gateway_ms / 1000 if gateway_ms is not None else float("nan"))
+        m.active_users.labels("1h").set(active_1h)
+        m.active_users.labels("24h").set(active_24h)
+        return figures
+
+    async def _from_database(self) -> tuple[int, float | None, int, int]:
+        now = datetime.now(UTC)
+        depth, lag = 0, None
+        async with self._sessionmaker() as session:
+            for name, probe in self._outboxes.items():
+                n, oldest = await probe(session)
+                age = max(0.0, (now - oldest).total_seconds()) if oldest is not None and n else None
+                self._metrics.outbox_depth.labels(name).set(n)
+                self._metrics.outbox_lag.labels(name).set(age or 0.0)
+                depth += n
+                lag = age if lag is None or (age is not None and age > lag) else lag
+            seen = UserRow.last_seen_at
+            active_1h, active_24h = (
+                await session.execute(
+                    select(
+                        func.count().filter(seen >= now - timedelta(hours=1)),
+                        func.count().filter(seen >= now - timedelta(hours=24)),
+                    ).select_from(UserRow)
+                )
+            ).one()
+        return depth, lag, int(active_1h or 0), int(active_24h or 0)

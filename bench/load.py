@@ -1,0 +1,345 @@
+"""Load benchmark: simulated users through the real webhook path, one replica then two.
+
+    python bench/load.py [--users 2000] [--seconds 30] [--think 3.0] [--quick]
+
+Starts throwaway PostgreSQL and Redis servers (as the tests do), a Bot API
+stand-in on loopback, and the bot as real processes (`python -m bot run` in
+webhook mode, WORKERS=external, TELEGRAM_API_URL pointing at the stand-in).
+Each simulated user is a task that sends /start, then a realistic mix of
+commands and button presses with exponential think time, one at a time: it
+POSTs the update to /webhooks/telegram and waits for the bot's first reply to
+its chat. The stand-in timestamps that reply; latency is from just before the
+POST to the reply. Printed per phase: updates/s, p50/p95/p99, errors (non-200
+webhook answers, answers carrying an ErrorDNA code, no reply within 10 s), the
+bot processes' RSS (now / peak). Then the same with two replicas, the bench
+round-robining the POSTs, and the scaling ratio. `--quick` is a short run.
+It prints figures; it never fails on time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.fakes.telegram import TOKEN, FakeTelegram, _params  # noqa: E402
+from tests.servers import free_port, postgres_missing, redis_missing, start_postgres, start_redis  # noqa: E402
+
+SECRET = "bench-webhook-secret"
+REPLY_TIMEOUT = 10.0
+REPLY_METHODS = {"sendmessage", "editmessagetext", "sendphoto", "senddocument", "answercallbackquery"}
+# (what a user does, weight): the menus and read-only commands people use most, some typing.
+MIX: list[tuple[str, int]] = [
+    ("/help", 14), ("/status", 10), ("/price EURUSD", 12), ("/price XAUUSD", 6), ("/config", 8),
+    ("/alerts", 8), ("/subscription", 5), ("/referral", 4), ("menu:help", 8), ("menu:config", 6),
+    ("cfg:notify:news", 5), ("cfg:lang:", 4), ("hello there", 10),
+]  # fmt: skip
+TARGETS = "targets (issue 8): p99 < 250 ms, >= 500 updates/s per replica, two replicas >= 1.8x one"
+
+
+class StandIn(FakeTelegram):
+    """The Bot API stand-in: answers like Telegram and timestamps the first reply to each waiting chat."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting: dict[int, asyncio.Future[tuple[float, str]]] = {}
+        self.by_callback: dict[str, int] = {}
+        self.api_calls = 0
+
+    def expect(self, chat: int, callback_id: str | None = None) -> asyncio.Future[tuple[float, str]]:
+        future: asyncio.Future[tuple[float, str]] = asyncio.get_running_loop().create_future()
+        self.waiting[chat] = future
+        if callback_id is not None:
+            self.by_callback[callback_id] = chat
+        return future
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        at = time.perf_counter()
+        method = request.match_info["method"]
+        if request.match_info["token"] != TOKEN:
+            return web.json_response({"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401)
+        params = await _params(request)
+        self.api_calls += 1
+        name = method.lower()
+        if name in REPLY_METHODS:
+            chat = params.get("chat_id")
+            if chat is None and name == "answercallbackquery":
+                chat = self.by_callback.pop(str(params.get("callback_query_id")), None)
+            future = self.waiting.pop(int(chat), None) if chat is not None else None
+            if future is not None and not future.done():
+                future.set_result((at, str(params.get("text") or params.get("caption") or "")))
+        return web.json_response({"ok": True, "result": self._result(method, params)})
+
+
+@dataclass
+class Phase:
+    name: str
+    replicas: int
+    latencies: list[float] = field(default_factory=list)
+    updates: int = 0
+    http_errors: int = 0
+    coded: int = 0  # ErrorDNA reports the bots counted (hybrid_errors_total on their /metrics)
+    no_reply: int = 0
+    seconds: float = 0.0
+    rss: list[tuple[int, int]] = field(default_factory=list)  # (now, peak) kB per replica
+    shutdown: float = 0.0  # seconds from SIGTERM until every replica exited
+
+    @property
+    def rate(self) -> float:
+        return self.updates / self.seconds if self.seconds else 0.0
+
+    def pct(self, q: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _memory(pid: int) -> tuple[int, int]:
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = value.strip()
+    return int(fields.get("VmRSS", "0 kB").split()[0]), int(fields.get("VmHWM", "0 kB").split()[0])
+
+
+_ids = itertools.count(1)
+
+
+def _message(user: int, lang: str, text: str) -> dict[str, Any]:
+    return {
+        "update_id": next(_ids),
+        "message": {
+            "message_id": next(_ids), "date": int(time.time()), "chat": {"id": user, "type": "private"},
+            "from": {"id": user, "is_bot": False, "first_name": "Load", "language_code": lang}, "text": text,
+        },
+    }  # fmt: skip
+
+
+def _press(user: int, lang: str, data: str) -> tuple[dict[str, Any], str]:
+    callback_id = f"cb{next(_ids)}"
+    update = {
+        "update_id": next(_ids),
+        "callback_query": {
+            "id": callback_id, "chat_instance": "load", "data": data,
+            "from": {"id": user, "is_bot": False, "first_name": "Load", "language_code": lang},
+            "message": {"message_id": 1, "date": int(time.time()), "chat": {"id": user, "type": "private"}, "text": "…"},
+        },
+    }  # fmt: skip
+    return update, callback_id
+
+
+async def _user(
+    user: int, rng: random.Random, http: aiohttp.ClientSession, urls: list[str], rr: itertools.count[int],
+    standin: StandIn, phase: Phase, start_at: float, measure_from: float, stop_at: float, think: float,
+) -> None:  # fmt: skip
+    kinds = [k for k, w in MIX for _ in range(w)]
+    lang = rng.choice(("en", "en", "ru", "es"))
+    await asyncio.sleep(max(0.0, start_at - time.perf_counter()))
+    first = True
+    while time.perf_counter() < stop_at:
+        kind = "/start" if first else rng.choice(kinds)
+        first = False
+        if ":" in kind and not kind.startswith("/"):
+            update, callback_id = _press(user, lang, kind)
+            reply = standin.expect(user, callback_id)
+        else:
+            update = _message(user, lang, kind)
+            reply = standin.expect(user)
+        url = urls[next(rr) % len(urls)]
+        t0 = time.perf_counter()
+        counted = t0 >= measure_from
+        try:
+            async with http.post(url, json=update, headers={"X-Telegram-Bot-Api-Secret-Token": SECRET}) as resp:
+                status = resp.status
+                await resp.read()
+        except aiohttp.ClientError:
+            status = 0
+        if status != 200:
+            if counted:
+                phase.http_errors += 1
+            standin.waiting.pop(user, None)
+        else:
+            try:
+                at, _text = await asyncio.wait_for(asyncio.shield(reply), REPLY_TIMEOUT)
+                if counted:
+                    phase.updates += 1
+                    phase.latencies.append((at - t0) * 1000)
+            except TimeoutError:
+                standin.waiting.pop(user, None)
+                if counted:
+                    phase.no_reply += 1
+        await asyncio.sleep(1.0 + rng.expovariate(1.0 / max(0.01, think - 1.0)))
+
+
+async def _healthy(port: int, proc: asyncio.subprocess.Process, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            if proc.returncode is not None:
+                raise SystemExit(f"the bot exited with {proc.returncode}")
+            try:
+                async with http.get(f"http://127.0.0.1:{port}/healthz") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.2)
+    raise SystemExit("the bot never became healthy")
+
+
+async def _errors(http: aiohttp.ClientSession, port: int) -> int:
+    async with http.get(f"http://127.0.0.1:{port}/metrics") as resp:
+        text = await resp.text()
+    return int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("hybrid_errors_total{")))
+
+
+def _env(db_url: str, redis_url: str, api: str, port: int, data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "WEBHOOK_", "DATABASE_", "REDIS_"))}
+    env.update(
+        BOT_TOKEN=TOKEN, TELEGRAM_API_URL=api, DATABASE_URL=db_url, REDIS_URL=redis_url, WEB_PORT=str(port),
+        WEBHOOK_URL=f"http://127.0.0.1:{port}", WEBHOOK_SECRET=SECRET, WORKERS="external", SECRET_KEY="bench-secret",
+        LOG_LEVEL="WARNING", LOG_FORMAT="json", DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1",
+    )  # fmt: skip
+    return env
+
+
+async def _run_phase(
+    phase: Phase, users: int, first_user: int, seconds: float, think: float, ramp: float,
+    db_url: str, redis_url: str, standin: StandIn, data_dir: Path,
+) -> Phase:  # fmt: skip
+    procs: list[asyncio.subprocess.Process] = []
+    ports = [free_port() for _ in range(phase.replicas)]
+    logs = [(data_dir / f"{phase.name.replace(' ', '-')}-{i}.log").open("wb") for i in range(phase.replicas)]  # noqa: ASYNC230
+    try:
+        for port, log in zip(ports, logs):
+            procs.append(
+                await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "bot", "run", cwd=ROOT, env=_env(db_url, redis_url, standin.url, port, data_dir),
+                    stdout=log, stderr=asyncio.subprocess.STDOUT,
+                )  # fmt: skip
+            )
+        for port, proc in zip(ports, procs):
+            await _healthy(port, proc)
+        urls = [f"http://127.0.0.1:{p}/webhooks/telegram" for p in ports]
+        rng = random.Random(first_user)
+        now = time.perf_counter()
+        measure_from, stop_at = now + ramp, now + ramp + seconds
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
+        async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as http:
+            rr = itertools.count()
+            tasks = [
+                asyncio.create_task(
+                    _user(first_user + i, random.Random(rng.random()), http, urls, rr, standin, phase,
+                          now + ramp * i / users, measure_from, stop_at, think)
+                )  # fmt: skip
+                for i in range(users)
+            ]
+            await asyncio.sleep(max(0.0, stop_at - time.perf_counter()))
+            phase.seconds = seconds
+            phase.rss = [_memory(p.pid) for p in procs]
+            await asyncio.gather(*tasks)
+            for port in ports:
+                phase.coded += await _errors(http, port)
+    finally:
+        stopping = time.perf_counter()
+        for proc in procs:
+            if proc.returncode is None:
+                proc.terminate()
+        for proc in procs:
+            try:
+                await asyncio.wait_for(proc.wait(), 30)
+            except TimeoutError:
+                proc.kill()
+        phase.shutdown = time.perf_counter() - stopping
+        for log in logs:
+            log.close()
+    return phase
+
+
+def _table(phases: list[Phase], users: int) -> str:
+    head = f"{'phase':<11} {'users':>6} {'replies':>8} {'upd/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} " \
+           f"{'http err':>8} {'errors':>6} {'no reply':>8} {'RSS MB now/peak (per replica)':>30}"  # fmt: skip
+    lines = [head, "-" * len(head)]
+    for p in phases:
+        rss = ", ".join(f"{now / 1024:.0f}/{peak / 1024:.0f}" for now, peak in p.rss)
+        lines.append(
+            f"{p.name:<11} {users:>6} {p.updates:>8} {p.rate:>8.1f} {p.pct(0.50):>8.1f} {p.pct(0.95):>8.1f} "
+            f"{p.pct(0.99):>8.1f} {p.http_errors:>8} {p.coded:>6} {p.no_reply:>8} {rss:>30}"
+        )
+    return "\n".join(lines)
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    missing = postgres_missing() or redis_missing()
+    if missing:
+        print(f"cannot run: {missing}")
+        return 2
+    data_dir = Path(tempfile.mkdtemp(prefix="ht-load-"))
+    pg, redis = start_postgres(), start_redis()
+    standin = await StandIn().start()
+    try:
+        migrate = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", "migrate", cwd=ROOT, env={**os.environ, "DATABASE_URL": pg.url},
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        if await migrate.wait() != 0:
+            print("migration failed")
+            return 2
+        print(f"{args.users} users, think time ~{args.think:.1f} s, {args.ramp:.0f} s ramp-up then {args.seconds:.0f} s "
+              f"measured per phase; PostgreSQL + Redis on loopback; CPUs: {os.cpu_count()}")  # fmt: skip
+        phases: list[Phase] = []
+        for i, replicas in enumerate((1, 2)):
+            name = "1 replica" if replicas == 1 else f"{replicas} replicas"
+            phase = await _run_phase(
+                Phase(name, replicas), args.users, 10_000_000 + i * 1_000_000, args.seconds, args.think, args.ramp,
+                pg.url, redis.url, standin, data_dir,
+            )  # fmt: skip
+            phases.append(phase)
+            print(f"  {name}: {phase.updates} replies in {phase.seconds:.0f} s; stopped in {phase.shutdown:.1f} s", flush=True)
+        print()
+        print(_table(phases, args.users))
+        one, two = phases
+        ratio = two.rate / one.rate if one.rate else float("nan")
+        print(f"\nscaling ratio (2 replicas / 1): {ratio:.2f}x   "
+              f"per replica: {one.rate:.1f} / {two.rate / 2:.1f} updates/s")  # fmt: skip
+        print(f"median of medians: {statistics.median([one.pct(0.5), two.pct(0.5)]):.1f} ms; Bot API calls: {standin.api_calls}")
+        print(TARGETS)
+        print(f"bot logs: {data_dir}")
+    finally:
+        await standin.stop()
+        redis.stop()
+        pg.stop()
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--users", type=int, default=2000, help="simulated concurrent users")
+    parser.add_argument("--seconds", type=float, default=30.0, help="measured seconds per phase")
+    parser.add_argument("--ramp", type=float, default=10.0, help="seconds over which users arrive (not measured)")
+    parser.add_argument("--think", type=float, default=3.0, help="mean think time between a reply and the next update")
+    parser.add_argument("--quick", action="store_true", help="a short run: 300 users, 4 s ramp, 8 s per phase")
+    args = parser.parse_args()
+    if args.quick:
+        args.users, args.seconds, args.ramp = min(args.users, 300), 8.0, 4.0
+    return asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
