@@ -1,4 +1,4 @@
-"""`python -m bot run | console | migrate | backtest` — the run contract of DESIGN.md."""
+"""`python -m bot run | console | migrate | worker | backtest` — the run contract of DESIGN.md."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 import sys
 import time
 
-from bot.observability import configure_logging
+from bot.observability import configure_logging, wants_json
 from bot.settings import Settings
 
 
@@ -19,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     console = verbs.add_parser("console", help="chat with the bot in this terminal, offline, no token")
     console.add_argument("--user-id", type=int, default=1, help="your Telegram user id in the console")
     console.add_argument("--lang", default="en", help="your Telegram language (en, ru, es)")
+    verbs.add_parser("worker", help="the workers alone (feed, alerts, agents, scheduler, outbox), for WORKERS=external")
     backtest = verbs.add_parser("backtest", help="agents and consensus over history (simulated or a CSV)")
     migrate = verbs.add_parser("migrate", help="upgrade the database to the latest schema")
     migrate.add_argument("revision", nargs="?", default="head")
@@ -33,8 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     # JSON lines for log collectors; plain text when a person watches a terminal.
     configure_logging(
         settings.log_level if args.verb != "console" else "WARNING",
-        json_lines=args.verb != "console" and not sys.stderr.isatty(),
+        json_lines=args.verb != "console" and wants_json(settings.log_format, interactive=sys.stderr.isatty()),
     )
+    if args.verb == "worker":
+        from bot.worker import run_worker
+
+        return asyncio.run(run_worker(settings, started))
     if args.verb == "run":
         from bot.runner import NO_TOKEN_HINT, run
 

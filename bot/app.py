@@ -11,7 +11,6 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 
-import sentry_sdk
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
@@ -20,51 +19,65 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.fsm.storage.base import BaseStorage, DefaultKeyBuilder
 from aiogram.fsm.storage.memory import MemoryStorage
-from aiogram.fsm.storage.redis import RedisStorage
+from aiogram.fsm.storage.redis import RedisEventIsolation, RedisStorage
 from aiogram.utils.i18n import I18n
-from redis.asyncio import Redis
+from aiogram_dialog import setup_dialogs
+from aiogram_dialog.api.protocols import BgManagerFactory
+from redis.asyncio import BlockingConnectionPool, Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot import migrate, outgoing
 from bot.errors import ErrorReporter
 from bot.i18n import LocaleMiddleware, create_i18n
+from bot.middlewares.compliance import ComplianceGateMiddleware
 from bot.middlewares.database import UnitOfWorkMiddleware
 from bot.middlewares.dedup import DeduplicateMiddleware
 from bot.middlewares.errors import ErrorMiddleware
 from bot.middlewares.metering import MeteringMiddleware
-from bot.middlewares.compliance import ComplianceGateMiddleware
 from bot.middlewares.ratelimit import RateLimitMiddleware
 from bot.middlewares.tiers import TierGateMiddleware
 from bot.middlewares.users import UserMiddleware
-from bot.observability import Metrics, ObservabilityMiddleware
+from bot.notify import Notifier, OutboxNotifier
+from bot.observability import Metrics, ObservabilityMiddleware, OpsMonitor, init_sentry
 from bot.registry import Registry
 from bot.settings import Settings
-from bot.views.billing import deliver as deliver_notices
+from bot.views.trading import AutoTradeReporter
+from dialogs.common import StaleDialogMiddleware
+from domain.admin import AdminService
+from domain.agents.service import AgentService
+from domain.analytics.service import AnalyticsService
 from domain.billing.service import BillingService
 from domain.billing.stripe import StripeGateway
-from domain.admin import AdminService
 from domain.broadcast import BroadcastService
 from domain.compliance import ComplianceService
 from domain.db.engine import backend_name, create_engine, create_sessionmaker
+from domain.db.outbox import notification_outbox
 from domain.db.repositories import load_tiers
 from domain.db.uow import SqlUsageStore, UnitOfWork
 from domain.dedup import MemoryUpdateLedger, RedisUpdateLedger, UpdateLedger
 from domain.health import HealthService, Probe
 from domain.metering import FLUSH_EVERY, Meter
+from domain.outbox import Pacing
 from domain.quotas import QuotaService
 from domain.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from domain.referrals import ReferralService
 from domain.support.feedback import FeedbackService
 from domain.support.tickets import SupportService
 from domain.tiers import TierCatalog
+from domain.trading.autotrade import AutoTrader
 from domain.users import UserService
 from handlers import default_registry, last_routers
-from workers.broadcast import BroadcastSender
+from workers.agent_runner import AgentRunner
+from workers.broadcast import BroadcastSender, Pacer
+from workers.dashboard_refresh import DashboardRefresher
+from workers.equity_recorder import EquityRecorder
+from workers.outbox import OutboxSender, Pacers
+from workers.partition import AgentJobs
+from workers.scheduler import Scheduler, default_jobs
 from workers.trading_runtime import TradingRuntime
 
 log = logging.getLogger(__name__)
-BILLING_JOBS_EVERY = 60.0
 
 
 @dataclass
@@ -85,24 +98,55 @@ class App:
     dispatcher: Dispatcher = field(init=False)
     billing: BillingService = field(init=False)
     market: TradingRuntime = field(init=False)
+    analytics: AnalyticsService = field(init=False)  # analytics (issue 7)
+    dialogs: BgManagerFactory = field(init=False)  # aiogram-dialog background managers (setup_dialogs)
+    dashboards: DashboardRefresher = field(init=False)  # refreshes open /analytics dashboards
+    agents: AgentService = field(init=False)  # AI agents (issue 4): handler param `agents`
+    agent_runner: AgentRunner = field(init=False)  # votes, signals, learning on each bar close
+    autotrader: AutoTrader = field(init=False)  # auto-trading from consensus (issue 4 part 5): handler param `autotrade`
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    notifier: Notifier | None = None  # the notification outbox (bot/notify.py OutboxNotifier), set by create_app
+    outbox: OutboxSender | None = None  # its sender, started by start_background when there is a bot
+    scheduler: Scheduler | None = None  # periodic jobs behind the leader lease (workers/scheduler.py)
+    ops: OpsMonitor = field(init=False)  # the figures /metrics, /status and /admin share
 
-    def start_background(self, bot: Bot | None = None) -> None:
+    def start_background(self, bot: Bot | None = None, *, workers: bool | None = None) -> None:
+        """Background tasks. ``workers`` (default: unless WORKERS=external) adds the workers: market feed,
+        alert evaluator, agent runner, scheduler and — with a bot to send with — the outbox and broadcast
+        senders. Without them (a bot replica beside ``python -m bot worker``) proactive messages are only
+        queued in the outbox; the worker delivers them."""
         self.tasks.append(asyncio.create_task(self._flush_usage(), name="usage-flush"))
-        self.tasks += self.market.start_tasks(bot, self.i18n)  # market feed, alert evaluator (+ delivery)
-        if bot is not None:  # billing jobs and broadcasts tell users what happened, so they need the bot
-            self.tasks.append(asyncio.create_task(self._billing_jobs(bot), name="billing-jobs"))
-            sender = BroadcastSender(self.sessionmaker, bot, self.i18n, rate=self.settings.broadcast_rate)
+        if bot is not None:  # open dashboards live in this process's dispatcher
+            self.tasks.append(asyncio.create_task(self.dashboards.run(bot), name="dashboard-refresh"))
+        if workers is None:
+            workers = self.settings.workers == "internal"
+        if not workers:
+            return
+        self.tasks += self.market.start_tasks(bot, self.i18n, outbox=True, wake=self.wake_outbox)
+        self.tasks.append(asyncio.create_task(self.agent_runner.run_forever(), name="agent-runner"))
+        recorder = EquityRecorder(self.sessionmaker, self.analytics, self.tiers)  # hourly, idempotent per hour
+        self.tasks.append(asyncio.create_task(recorder.run_forever(), name="equity-recorder"))
+        self.scheduler = Scheduler(self.redis, default_jobs(self))
+        self.tasks.append(asyncio.create_task(self.scheduler.run_forever(), name="scheduler"))
+        if bot is not None:  # the senders need the bot; without one, messages wait in the outbox
+            pacer = Pacer(self.settings.outbox_rate)  # one global rate for both senders of this process
+            self.outbox = OutboxSender(self.sessionmaker, bot, self.pacing(), pacer=pacer)
+            self.tasks.append(asyncio.create_task(self.outbox.run_forever(), name="outbox-sender"))
+            broadcast = Pacers(Pacer(self.settings.broadcast_rate), pacer)
+            sender = BroadcastSender(self.sessionmaker, bot, self.i18n, pacer=broadcast)  # type: ignore[arg-type]
             self.tasks.append(asyncio.create_task(sender.run_forever(), name="broadcast-sender"))
 
-    async def _billing_jobs(self, bot: Bot) -> None:
-        while True:
-            try:
-                await deliver_notices(bot, self.i18n, await self.billing.run_due_jobs())
-                await self.billing.report_overage()
-            except Exception:
-                log.exception("billing jobs failed; retrying next round")
-            await asyncio.sleep(BILLING_JOBS_EVERY)
+    def pacing(self) -> Pacing:
+        s = self.settings
+        return Pacing(s.outbox_rate, s.outbox_chat_interval, s.outbox_group_per_minute, s.outbox_max_attempts)
+
+    def wake_outbox(self) -> None:
+        if self.outbox is not None:
+            self.outbox.wake()
+
+    async def drain_outbox(self, bot: Bot) -> int:
+        """Send every due outbox message now, unpaced (tests, the console); returns how many were handled."""
+        return await OutboxSender(self.sessionmaker, bot, self.pacing()).drain()
 
     async def _flush_usage(self) -> None:
         while True:
@@ -111,6 +155,8 @@ class App:
             self.metrics.usage_pending.set(self.meter.pending)
 
     async def close(self) -> None:
+        if self.outbox is not None:  # let the message in flight be acknowledged first
+            await self.outbox.stop()
         for task in self.tasks:
             task.cancel()
         for task in self.tasks:
@@ -136,7 +182,7 @@ async def create_app(
     sessionmaker = create_sessionmaker(engine)
     async with sessionmaker() as session:
         tiers = TierCatalog(await load_tiers(session))
-    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    redis = _redis(settings.redis_url) if settings.redis_url else None
     storage: BaseStorage = (
         RedisStorage(redis, key_builder=DefaultKeyBuilder(with_bot_id=True, with_destiny=True))
         if redis is not None
@@ -154,16 +200,34 @@ async def create_app(
         tiers, users, settings.secret(), unit=lambda: UnitOfWork(sessionmaker), stripe=_stripe(settings)
     )
     app.market = await TradingRuntime.create(settings, sessionmaker, tiers, redis)
+    app.notifier = notifier = OutboxNotifier(sessionmaker)  # every proactive message goes through the outbox
+    notifier.on_queued.append(app.wake_outbox)
+    app.ops = OpsMonitor(app.metrics, sessionmaker, health, lambda: app.market.hub.tick_rate)
+    app.analytics = AnalyticsService(app.market.trading, app.market.hub)
+    app.agents = AgentService(app.market.hub, tiers, meter)
+    jobs = AgentJobs(redis) if redis is not None else None  # workers split each pass's jobs (workers/partition.py)
+    app.agent_runner = AgentRunner(app.agents, sessionmaker, tiers, i18n, lambda: app.notifier, partition=jobs)
+    app.autotrader = AutoTrader(lambda: UnitOfWork(sessionmaker), app.market.trading, users, tiers, agents=app.agents,
+                                reporter=AutoTradeReporter(i18n, lambda: app.notifier),
+                                timeframes=app.agent_runner.timeframes)  # fmt: skip
+    app.agent_runner.add_listener(app.autotrader.listen)  # orders from each closed bar's consensus
+    app.agent_runner.add_symbols(app.autotrader.watched_symbols)
     ledger = RedisUpdateLedger(redis) if redis is not None else MemoryUpdateLedger()
     reporter = ErrorReporter(sessionmaker, settings.secret(), app.metrics.errors)
     app.dispatcher = _dispatcher(app, limiter, ledger, reporter)
+    app.dashboards = DashboardRefresher(sessionmaker, app.analytics, users, app.dialogs)
+    app.dispatcher["dashboards"] = app.dashboards
     app.market.install(app.dispatcher, health)
+    app.agent_runner.install(app.dispatcher)  # watchlist quota counter
     health.add(Probe("workers", lambda: _workers(app)))
+    app.ops.add_outbox("notifications", notification_outbox)  # depth and lag on /metrics, /status, /admin
     return app
 
 
 def _dispatcher(app: App, limiter: RateLimiter, ledger: UpdateLedger, reporter: ErrorReporter) -> Dispatcher:
     dp = Dispatcher(
+        disable_fsm=True,  # registered below, inside the error layer: a Redis outage gets a localized answer
+        ops=app.ops,
         storage=app.storage,
         settings=app.settings,
         tiers=app.tiers,
@@ -178,9 +242,20 @@ def _dispatcher(app: App, limiter: RateLimiter, ledger: UpdateLedger, reporter: 
         broadcasts=BroadcastService(),
         feedback=FeedbackService(),
         compliance=app.compliance,
-        admin=AdminService(app.users, app.tiers, app.billing),
+        notifier=app.notifier,
+        admin=AdminService(app.users, app.tiers, app.billing, ops=app.ops),
+        analytics=app.analytics,
+        agents=app.agents,
+        autotrade=app.autotrader,
     )
     dp.include_routers(*app.registry.routers(), *last_routers())
+    dp.callback_query.outer_middleware(StaleDialogMiddleware())  # wraps aiogram-dialog's intent middleware
+    isolation = (
+        RedisEventIsolation(app.redis, key_builder=DefaultKeyBuilder(with_bot_id=True, with_destiny=True))
+        if app.redis is not None
+        else None
+    )  # aiogram-dialog locks per destiny: the key builder must know destinies
+    app.dialogs = setup_dialogs(dp, events_isolation=isolation)
     # Outermost first: errors wrap everything; a duplicate delivery stops before
     # any work; the user is known before locale, limits and gates; metering sees
     # only what was actually handled.
@@ -188,6 +263,7 @@ def _dispatcher(app: App, limiter: RateLimiter, ledger: UpdateLedger, reporter: 
         ObservabilityMiddleware(app.metrics, app.settings.secret()),
         ErrorMiddleware(reporter, app.i18n),
         DeduplicateMiddleware(ledger),
+        dp.fsm,  # FSM state (Redis with REDIS_URL), after de-duplication and inside the error layer
         UnitOfWorkMiddleware(app.sessionmaker),
         UserMiddleware(app.users),
         LocaleMiddleware(app.i18n),
@@ -255,6 +331,16 @@ def _stripe(settings: Settings) -> StripeGateway | None:
     return StripeGateway(settings.stripe_secret_key.get_secret_value(), prices, api_base=settings.stripe_api_base)
 
 
+REDIS_CONNECTIONS = 100  # per process; a burst of concurrent updates waits for one instead of failing
+REDIS_WAIT = 5.0  # seconds an update waits for a free Redis connection before SYS-REDIS
+
+
+def _redis(url: str) -> Redis:
+    return Redis.from_pool(BlockingConnectionPool.from_url(url, max_connections=REDIS_CONNECTIONS, timeout=REDIS_WAIT))
+
+
 def _init_sentry(settings: Settings) -> None:
     if settings.sentry_dsn is not None:
-        sentry_sdk.init(dsn=settings.sentry_dsn.get_secret_value(), send_default_pii=False, traces_sample_rate=0.0)
+        from bot import __version__
+
+        init_sentry(settings.sentry_dsn.get_secret_value(), release=f"hybrid-trader@{__version__}")

@@ -18,12 +18,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import sentry_sdk
 from prometheus_client import Counter
 from aiogram.exceptions import TelegramAPIError
 from aiogram.utils.i18n import gettext as _
 from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLTimeoutError  # no free pooled connection in time: overloaded
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.i18n import N_
@@ -45,13 +47,21 @@ class Report:
 def dna(exc: BaseException) -> str:
     if isinstance(exc, de.DomainError):
         return exc.code
-    if isinstance(exc, OperationalError | DBAPIError):
+    if isinstance(exc, OperationalError | DBAPIError | SQLTimeoutError) or _database_unreachable(exc):
         return "SYS-DB"
     if isinstance(exc, RedisError):
         return "SYS-REDIS"
     if isinstance(exc, TelegramAPIError):
         return "TG-API"
     return "BUG-" + _fingerprint(exc)
+
+
+def _database_unreachable(exc: BaseException) -> bool:
+    """A connection to PostgreSQL failing (refused, reset, server starting up): asyncpg raises these
+    unwrapped while SQLAlchemy opens a pooled connection."""
+    if not isinstance(exc, OSError | asyncpg.PostgresConnectionError | asyncpg.CannotConnectNowError):
+        return False
+    return any("/asyncpg/" in f.filename or "/sqlalchemy/" in f.filename for f in traceback.extract_tb(exc.__traceback__))
 
 
 def _fingerprint(exc: BaseException) -> str:
@@ -144,6 +154,10 @@ _MESSAGES: dict[str, str] = {
                       "Check /positions before trying again."),
     "TRD-NO-LIVE": N_("No live account is linked. Link one in /trading."),
     "TRD-LINK-FAILED": N_("The broker refused this login, server or password. Nothing was stored."),
+    # auto-trading (issue 4 part 5)
+    "AUT-RANGE": N_("{field} must be between {low} and {high}."),
+    "AUT-SYMBOLS": N_("Auto-trading takes at most {limit} symbols. Remove one first."),
+    "AUT-REFUSED": N_("These buttons are not yours or are out of date. Nothing was changed; open /trading again."),
     "ALR-SYNTAX": N_("I couldn't read that alert. Examples: /alerts add EURUSD > 1.1050, "
                      "/alerts add XAUUSD cross 2400, /alerts add BTCUSD move 2% 60m"),
     "ALR-NOT-FOUND": N_("Alert {id} not found."),
@@ -155,6 +169,12 @@ _MESSAGES: dict[str, str] = {
     "BIL-NO-SUB": N_("There's no active subscription to manage here. /billing shows yours."),
     "BIL-NO-PLAN": N_("That plan isn't on sale. /premium shows the plans."),
     "BIL-PROVIDER": N_("The payment provider didn't answer. Nothing was charged; please try again shortly."),
+    # AI agents (issue 4)
+    "AI-QUOTA": N_("You've used all {limit} AI analyses for today. They renew at midnight in your time zone; "
+                   "/premium shows plans with more."),
+    "AI-WATCHLIST-FULL": N_("Your watchlist is full ({limit} symbols). Unfollow one in /signals, or get room for "
+                            "more with /premium."),
+    "AI-BAD-PAGE": N_("That page doesn't exist. /signals shows the latest."),
 }
 _GENERIC = N_("Something went wrong on our side. We've logged it and will fix it.")
 

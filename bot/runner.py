@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import time
@@ -45,6 +46,9 @@ async def set_commands(bot: Bot, registry: Registry, app: App) -> None:
 
 async def run(settings: Settings, started: float | None = None) -> int:
     started = started if started is not None else time.perf_counter()
+    if settings.workers == "external" and settings.redis_url is None:  # bot/worker.py: they meet in Redis
+        print("WORKERS=external: the bot and `python -m bot worker` share alert changes through Redis: set REDIS_URL.")
+        return 2
     app = await create_app(settings)
     bot = create_bot(settings)
     webhook = settings.webhook_url is not None
@@ -60,6 +64,7 @@ async def run(settings: Settings, started: float | None = None) -> int:
         await runner.setup()
         await web.TCPSite(runner, settings.web_host, settings.web_port).start()
         app.start_background(bot)
+        gc.freeze()  # start-up objects live forever: keep full collections from rescanning ~400k of them
         allowed = app.dispatcher.resolve_used_update_types(skip_events={"aiogd_update"})
         if webhook:
             url = settings.webhook_url.rstrip("/") + TELEGRAM_WEBHOOK_PATH  # type: ignore[union-attr]

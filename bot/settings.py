@@ -38,9 +38,14 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     sentry_dsn: SecretStr | None = None
     log_level: str = "INFO"
+    log_format: Literal["auto", "json", "text"] = "auto"  # auto: text on a terminal, JSON lines otherwise
     data_dir: Path = Field(default=Path("var"))
     workers: Literal["internal", "external"] = "internal"
     broadcast_rate: float = Field(default=25.0, gt=0)  # broadcast messages per second, all broadcasts together
+    outbox_rate: float = Field(default=25.0, gt=0)  # proactive messages per second from one process, all together
+    outbox_chat_interval: float = Field(default=1.0, ge=0)  # seconds between two messages to one private chat
+    outbox_group_per_minute: int = Field(default=20, gt=0)  # messages per minute to one group chat
+    outbox_max_attempts: int = Field(default=6, ge=1)  # transient failures (5xx, refused connection) before giving up
 
     @field_validator("admin_ids", "support_ids", mode="before")
     @classmethod

@@ -56,6 +56,24 @@ class UserCard:
 
 
 @dataclass(frozen=True, slots=True)
+class OpsFigures:
+    """The operations figures /metrics exports; /status and /admin show the same snapshot."""
+
+    updates: int  # updates handled since this process started
+    errors: int  # ErrorDNA reports since this process started
+    outbox_depth: int  # proactive messages waiting to be sent
+    outbox_lag_s: float | None  # age of the oldest waiting one; None when nothing waits
+    tick_rate: float  # ticks per second through the market feed
+    gateway_ms: float | None  # MT5 gateway ping; None while it is unreachable
+    active_1h: int  # users seen in the last hour
+    active_24h: int  # users seen in the last 24 hours
+
+
+class OpsSource(Protocol):
+    async def figures(self) -> OpsFigures: ...
+
+
+@dataclass(frozen=True, slots=True)
 class Dashboard:
     users_by_tier: dict[str, int] = field(hash=False)
     total_users: int
@@ -71,6 +89,7 @@ class Dashboard:
     errors_7d: list[tuple[str, int]] = field(hash=False)
     open_tickets: int
     feedback: FeedbackSummary
+    ops: OpsFigures | None = None  # the same figures as /metrics and /status
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +147,9 @@ class AdminService:
         grants: Grants,
         clock: Clock = utcnow,
         surface: Surface = Surface.CHAT,
+        ops: OpsSource | None = None,
     ) -> None:
+        self._ops = ops
         self._users = users
         self._tiers = tiers
         self._grants = grants
@@ -221,4 +242,5 @@ class AdminService:
             errors_7d=await uow.admin.errors_since(now - timedelta(days=7), 10),
             open_tickets=await uow.tickets.open_count(),
             feedback=await uow.feedback.summary(5),
+            ops=await self._ops.figures() if self._ops is not None else None,
         )

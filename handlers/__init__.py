@@ -13,7 +13,7 @@ from bot.registry import Category, Command, Registry
 from bot.views.billing import PREFIX as BILLING_PREFIX
 from domain.tiers import Feature
 from domain.users import Role
-from handlers import billing, compliance, core, fallback, feedback, market, settings, staff, status, support, trading
+from handlers import agents, analytics, billing, compliance, core, fallback, feedback, market, settings, staff, status, support, trading
 
 COMMANDS: tuple[Command, ...] = (
     Command("start", core.make_router, N_("Main menu"), Category.CORE),
@@ -28,6 +28,11 @@ COMMANDS: tuple[Command, ...] = (
         callbacks=("cfg",),
     ),
     Command("cancel", core.make_router, N_("Stop the current step"), Category.CORE),
+    # Performance analytics and the inline dashboard (issue 7)
+    Command("performance", analytics.make_router, N_("Your trading performance: metrics and equity curve"),
+            Category.CORE, feature=Feature.ANALYTICS),  # fmt: skip
+    Command("analytics", analytics.make_router, N_("Dashboard: portfolio, alerts, watchlist, agents"), Category.CORE,
+            button=N_("📊 Dashboard")),  # fmt: skip
     Command("subscription", billing.make_router, N_("Your plan, status and usage"), Category.BUSINESS),
     Command("billing", billing.make_router, N_("Payments, invoices, cancel or resume"), Category.BUSINESS,
             callbacks=(BILLING_PREFIX,)),  # fmt: skip
@@ -52,7 +57,12 @@ COMMANDS: tuple[Command, ...] = (
     Command("risk", trading.make_router, N_("Your risk limits"), Category.TRADING, feature=Feature.DEMO_TRADING,
             callbacks=("rk",)),  # fmt: skip
     Command("trading", trading.make_router, N_("Account in use, kill switch, today's P/L, live account"),
-            Category.TRADING, feature=Feature.DEMO_TRADING, callbacks=("tg",)),  # fmt: skip
+            Category.TRADING, feature=Feature.DEMO_TRADING, callbacks=("tg", "at")),  # fmt: skip
+    # AI agents (issue 4)
+    Command("ai", agents.make_router, N_("AI analysis: each agent's vote and the consensus"), Category.TRADING),
+    Command("signals", agents.make_router, N_("AI signals with outcomes; follow symbols"), Category.TRADING,
+            feature=Feature.SIGNALS_DIGEST, callbacks=("sg",)),  # fmt: skip
+    Command("agents", agents.make_router, N_("The AI agents: ideas, health, hit rates, weights"), Category.BUSINESS),
     # Support, feedback, compliance (issue 6); staff commands (role=...) are invisible to everyone else.
     Command("support", support.make_router, N_("Contact support: tickets and answers"), Category.BUSINESS,
             callbacks=("sup",)),  # fmt: skip

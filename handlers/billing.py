@@ -9,6 +9,7 @@ from aiogram.filters import Command
 from aiogram.types import CallbackQuery, LabeledPrice, Message, PreCheckoutQuery
 from aiogram.utils.i18n import I18n
 
+from bot.notify import Notifier
 from bot.ui import show
 from bot.views import billing as views
 from bot.views.billing import BillCB
@@ -91,11 +92,11 @@ def make_router() -> Router:
 
     @router.callback_query(BillCB.filter(F.action == "trial"))
     async def trial(
-        query: CallbackQuery, uow: UnitOfWork, user: User, billing: BillingService, bot: Bot, i18n: I18n
+        query: CallbackQuery, uow: UnitOfWork, user: User, billing: BillingService, notifier: Notifier, i18n: I18n
     ) -> None:
         notices = await billing.start_trial(uow, user)
         await query.answer()
-        await views.deliver(bot, i18n, notices)
+        await views.deliver(notifier, i18n, notices)
 
     @router.callback_query(BillCB.filter(F.action.in_({"stars", "pack"})))
     async def stars_invoice(
@@ -137,11 +138,12 @@ def make_router() -> Router:
         billing: BillingService,
         bot: Bot,
         i18n: I18n,
+        notifier: Notifier,
     ) -> None:
         cancel = callback_data.action == "cancelok"
         notices = await billing.set_renewal(uow, user, callback_data.sub, cancel=cancel, api=BotStars(bot))
         await show(query, views.billing_view(await billing.overview(uow, user)))
-        await views.deliver(bot, i18n, notices)
+        await views.deliver(notifier, i18n, notices, origin=f"press:{query.id}")
 
     @router.pre_checkout_query()
     async def pre_checkout(query: PreCheckoutQuery, user: User, billing: BillingService) -> None:
@@ -153,7 +155,7 @@ def make_router() -> Router:
 
     @router.message(is_payment)
     async def paid(
-        message: Message, uow: UnitOfWork, user: User, billing: BillingService, bot: Bot, i18n: I18n
+        message: Message, uow: UnitOfWork, user: User, billing: BillingService, notifier: Notifier, i18n: I18n
     ) -> None:
         sp = message.successful_payment
         assert sp is not None
@@ -163,25 +165,26 @@ def make_router() -> Router:
             total_amount=sp.total_amount, is_recurring=bool(sp.is_recurring), is_first_recurring=bool(sp.is_first_recurring),
             expires_at=datetime.fromtimestamp(expires, UTC) if expires else None,
         )  # fmt: skip
-        await views.deliver(bot, i18n, await billing.stars_paid(uow, user, payment))
+        await views.deliver(notifier, i18n, await billing.stars_paid(uow, user, payment), origin=payment.charge_id)
 
     @router.message(is_refund)
     async def refunded(
-        message: Message, uow: UnitOfWork, user: User, billing: BillingService, bot: Bot, i18n: I18n
+        message: Message, uow: UnitOfWork, user: User, billing: BillingService, notifier: Notifier, i18n: I18n
     ) -> None:
         rp = message.refunded_payment
         assert rp is not None
-        await views.deliver(bot, i18n, await billing.stars_refunded(uow, user, rp.telegram_payment_charge_id))
+        notices = await billing.stars_refunded(uow, user, rp.telegram_payment_charge_id)
+        await views.deliver(notifier, i18n, notices, origin=f"refund:{rp.telegram_payment_charge_id}")
 
     @router.message(Command("refund"), is_staff)  # for anyone else: "unknown command"
-    async def refund(message: Message, uow: UnitOfWork, user: User,
-                     billing: BillingService, bot: Bot, i18n: I18n) -> None:  # fmt: skip
+    async def refund(message: Message, uow: UnitOfWork, user: User, billing: BillingService,
+                     bot: Bot, i18n: I18n, notifier: Notifier) -> None:  # fmt: skip
         charge_id = ((message.text or "").split(maxsplit=1) + [""])[1].strip()
         if not charge_id:
             await message.answer(views.refund_usage())
             return
         notices = await billing.refund(uow, user, charge_id, BotStars(bot))
         await message.answer(views.refund_done(notices, charge_id))
-        await views.deliver(bot, i18n, notices)
+        await views.deliver(notifier, i18n, notices, origin=f"refund:{charge_id}")
 
     return router

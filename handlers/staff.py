@@ -15,6 +15,7 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import I18n
 
+from bot.notify import Notifier
 from bot.registry import Registry
 from bot.staff_menu import apply_role_menu
 from bot.ui import show
@@ -108,23 +109,25 @@ def make_router() -> Router:
 
     @router.message(StateFilter(StaffForm.reply), is_staff, is_plain_text)
     async def typed_reply(
-        message: Message, state: FSMContext, uow: UnitOfWork, user: User, support: SupportService, bot: Bot, i18n: I18n
-    ) -> None:
+        message: Message, state: FSMContext, uow: UnitOfWork, user: User, support: SupportService,
+        notifier: Notifier, i18n: I18n,
+    ) -> None:  # fmt: skip
         ticket_id = int((await state.get_data()).get("ticket", 0))
         await state.clear()
-        await answer_ticket(message, ticket_id, message.text or "", uow, user, support, bot, i18n)
+        await answer_ticket(message, ticket_id, message.text or "", uow, user, support, notifier, i18n)
 
     @router.callback_query(TicketsCB.filter(F.action == "close"), is_staff)
     async def close(
         query: CallbackQuery, callback_data: TicketsCB, uow: UnitOfWork, user: User, support: SupportService,
-        bot: Bot, i18n: I18n,
+        notifier: Notifier, i18n: I18n,
     ) -> None:  # fmt: skip
         before = (await support.thread(uow, user, callback_data.id)).ticket
         ticket = await support.close(uow, user, callback_data.id)
         await show(query, (staff_closed(ticket), None))
         owner = await uow.users.get(ticket.user_id)
         if owner is not None and before.status != ticket.status:
-            await deliver(bot, uow, i18n, owner, lambda t: (closed_for_user(t), None), ticket)
+            key = f"ticket:{ticket.id}:closed:{query.id}"
+            await deliver(notifier, i18n, owner, key, lambda t: (closed_for_user(t), None), ticket)
 
     @router.callback_query(TicketsCB.filter(F.action == "reopen"), is_staff)
     async def reopen(

@@ -9,6 +9,7 @@ from aiogram.types import CallbackQuery, Message
 from bot import __version__
 from bot.ui import show
 from bot.views.menu import MenuCB
+from bot.observability import OpsMonitor
 from bot.views.status import status_view
 from domain.health import HealthService
 from domain.quotas import QuotaService
@@ -22,9 +23,11 @@ def make_router() -> Router:
     @router.message(Command("status"))
     @router.callback_query(MenuCB.filter(F.target == "status"))
     async def status(
-        event: Message | CallbackQuery, user: User, tier: Tier, health: HealthService, quotas: QuotaService
+        event: Message | CallbackQuery, user: User, tier: Tier, health: HealthService, quotas: QuotaService,
+        ops: OpsMonitor | None = None,
     ) -> None:
         probes = await health.check()
-        await show(event, status_view(probes, health.uptime, __version__, tier, await quotas.usage(user)))
+        figures = await ops.figures() if ops is not None else None  # the same figures as /metrics
+        await show(event, status_view(probes, health.uptime, __version__, tier, await quotas.usage(user), figures))
 
     return router

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from typing import Any
 
-from aiogram import Bot, F, Router
-from aiogram.exceptions import TelegramAPIError, TelegramForbiddenError
+from aiogram import F, Router
 from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import I18n
 
+from bot.notify import Notifier
 from bot.ui import show
 from bot.views import View
 from bot.views.menu import MenuCB
@@ -77,32 +76,24 @@ def body_of(message: Message) -> str:
     return message.text or message.caption or ""
 
 
-async def deliver(bot: Bot, uow: UnitOfWork, i18n: I18n, user: User, render: Any, *args: Any) -> bool:
-    """Send a view to another user in their own language; False (and marked) when they blocked the bot."""
+async def deliver(notifier: Notifier, i18n: I18n, user: User, key: str, render: Any, *args: Any) -> bool:
+    """Queue a view for another user in their own language (the notification outbox sends it, once per
+    ``key``); False when they blocked the bot (the sender flags users who did)."""
     with i18n.use_locale(user.locale):
         text, markup = render(*args)
-    try:
-        await bot.send_message(user.id, text, reply_markup=markup)
-    except TelegramForbiddenError:
-        await uow.users.update(user.id, is_blocked=True)
-        await uow.commit()
-        return False
-    except TelegramAPIError:
-        log.warning("could not deliver to %s", user.id, exc_info=True)
-        return False
-    return True
+    return await notifier.send(user.id, text, markup, key=key)
 
 
 async def notify_staff(
-    bot: Bot, uow: UnitOfWork, i18n: I18n, support: SupportService, ticket: Ticket, render: Any, text: str
-) -> None:
+    notifier: Notifier, uow: UnitOfWork, i18n: I18n, support: SupportService, ticket: Ticket, render: Any, text: str,
+    origin: str,
+) -> None:  # fmt: skip
     for member in await support.staff(uow):
         if member.id == ticket.user_id:
             continue
         if ticket.assignee_id is not None and member.id != ticket.assignee_id:
             continue  # an assigned ticket concerns its assignee only
-        with contextlib.suppress(TelegramAPIError):
-            await deliver(bot, uow, i18n, member, render, ticket, text)
+        await deliver(notifier, i18n, member, f"ticket:{ticket.id}:{origin}:{member.id}", render, ticket, text)
 
 
 def make_router() -> Router:
@@ -129,7 +120,7 @@ def make_router() -> Router:
     @router.message(StateFilter(SupportForm.description), is_form_input)
     async def describe(
         message: Message, state: FSMContext, uow: UnitOfWork, user: User, tier: Tier,
-        support: SupportService, bot: Bot, i18n: I18n,
+        support: SupportService, notifier: Notifier, i18n: I18n,
     ) -> None:  # fmt: skip
         data = await state.get_data()
         ticket = await support.open(
@@ -137,7 +128,7 @@ def make_router() -> Router:
         )
         await state.clear()
         await show(message, ticket_opened(ticket))
-        await notify_staff(bot, uow, i18n, support, ticket, staff_new_ticket, body_of(message) or "📎")
+        await notify_staff(notifier, uow, i18n, support, ticket, staff_new_ticket, body_of(message) or "📎", "opened")
 
     @router.callback_query(SupportCB.filter(F.action == "list"))
     async def listing(query: CallbackQuery, uow: UnitOfWork, user: User, support: SupportService) -> None:
@@ -162,17 +153,19 @@ def make_router() -> Router:
 
     @router.message(StateFilter(SupportForm.reply), is_form_input)
     async def typed_reply(
-        message: Message, state: FSMContext, uow: UnitOfWork, user: User, support: SupportService, bot: Bot, i18n: I18n
-    ) -> None:
+        message: Message, state: FSMContext, uow: UnitOfWork, user: User, support: SupportService,
+        notifier: Notifier, i18n: I18n,
+    ) -> None:  # fmt: skip
         ticket_id = int((await state.get_data()).get("ticket", 0))
         await state.clear()
-        await _continue(message, ticket_id, uow, user, support, bot, i18n)
+        await _continue(message, ticket_id, uow, user, support, notifier, i18n)
 
     @router.message(StateFilter(None), replied_ticket)
     async def telegram_reply(
-        message: Message, ticket_id: int, uow: UnitOfWork, user: User, support: SupportService, bot: Bot, i18n: I18n
-    ) -> None:
-        await _continue(message, ticket_id, uow, user, support, bot, i18n)
+        message: Message, ticket_id: int, uow: UnitOfWork, user: User, support: SupportService,
+        notifier: Notifier, i18n: I18n,
+    ) -> None:  # fmt: skip
+        await _continue(message, ticket_id, uow, user, support, notifier, i18n)
 
     @router.callback_query(SupportCB.filter(F.action == "close"))
     async def close(
@@ -193,25 +186,28 @@ async def answer_ticket(
     uow: UnitOfWork,
     staff: User,
     support: SupportService,
-    bot: Bot,
+    notifier: Notifier,
     i18n: I18n,
 ) -> None:
     """A staff answer: stored on the ticket, delivered to its user in their language."""
     ticket = await support.staff_reply(uow, staff, ticket_id, text)
     owner = await uow.users.get(ticket.user_id)
-    delivered = owner is not None and await deliver(bot, uow, i18n, owner, answer_for_user, ticket, text)
+    key = f"ticket:{ticket.id}:answer:{message.chat.id}:{message.message_id}"
+    delivered = owner is not None and await deliver(notifier, i18n, owner, key, answer_for_user, ticket, text)
     await show(message, staff_reply_sent(ticket, delivered))
 
 
 async def _continue(
-    message: Message, ticket_id: int, uow: UnitOfWork, user: User, support: SupportService, bot: Bot, i18n: I18n
-) -> None:
+    message: Message, ticket_id: int, uow: UnitOfWork, user: User, support: SupportService, notifier: Notifier,
+    i18n: I18n,
+) -> None:  # fmt: skip
     """A user's follow-up (or a staff member's answer given as a Telegram reply)."""
     thread = await support.thread(uow, user, ticket_id)
     if thread.ticket.user_id != user.id:
-        await answer_ticket(message, ticket_id, body_of(message), uow, user, support, bot, i18n)
+        await answer_ticket(message, ticket_id, body_of(message), uow, user, support, notifier, i18n)
         return
     ticket = await support.user_reply(uow, user, ticket_id, body_of(message), attachment_of(message))
     view: View = reply_sent(ticket)
     await show(message, view)
-    await notify_staff(bot, uow, i18n, support, ticket, staff_user_replied, body_of(message) or "📎")
+    origin = f"reply:{message.chat.id}:{message.message_id}"
+    await notify_staff(notifier, uow, i18n, support, ticket, staff_user_replied, body_of(message) or "📎", origin)

@@ -35,6 +35,9 @@ class Harness:
     # Users have accepted the current disclosures before their first update (trading is otherwise
     # locked behind the risk disclosure); a test of the gate itself sets ``harness.onboarded = False``.
     onboarded: bool = True
+    # Proactive messages an update queued are sent before ``send``/``press`` return (the outbox sender's job
+    # in production); outbox tests set it to False to drive the sender themselves.
+    deliver_outbox: bool = True
 
     def __init__(self, app: App, bot: Bot, telegram: FakeTelegram) -> None:
         self.app = app
@@ -49,6 +52,8 @@ class Harness:
         await self._onboard(update)
         before = len(self.telegram.calls)
         await self.app.dispatcher.feed_update(self.bot, update)
+        if self.deliver_outbox:  # what the update queued for other users (ticket replies, notices) goes out too
+            await self.app.drain_outbox(self.bot)
         return self.telegram.calls[before:]
 
     async def send(self, text: str | None, *, user: int = 1001, lang: str | None = "en", **extra: Any) -> list[Call]:

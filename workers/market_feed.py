@@ -2,9 +2,11 @@
 and publishes new ticks on the tick bus (bars and the alert evaluator listen there).
 
 Watched symbols are those with live alerts plus those users asked about in
-the last hour. A gateway failure marks the hub disconnected and retries with
-exponential backoff; the feed never dies of it. It also writes the demo
-terminal's snapshot when trades or SL/TP changed it.
+the last hour: in this process and, with Redis, in any process of the
+deployment (``shared``: workers/partition.py SharedWatch). A gateway failure
+marks the hub disconnected and retries with exponential backoff; the feed
+never dies of it. It also writes the demo terminal's snapshot when trades or
+SL/TP changed it.
 """
 
 from __future__ import annotations
@@ -13,12 +15,16 @@ import asyncio
 import contextlib
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from domain.alerts.service import AlertEvaluator
 from domain.market.bars import BarAggregator
 from domain.market.errors import GatewayError
 from domain.market.tickbus import InProcessTickBus, TickBus
 from domain.trading.market import MarketHub
+
+if TYPE_CHECKING:
+    from workers.partition import SharedWatch
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +41,7 @@ class MarketFeed:
         interval: float = 1.0,
         max_backoff: float = 60.0,
         bus: TickBus | None = None,
+        shared: SharedWatch | None = None,
     ) -> None:
         self.hub = hub
         self.evaluator = evaluator
@@ -46,17 +53,21 @@ class MarketFeed:
         self.max_backoff = max_backoff
         self._last: dict[str, int] = {}
         self.failures = 0
+        self.shared = shared
+        self._shared: set[str] = set()  # the deployment-wide watch set, as last read
 
     def symbols(self) -> list[str]:
         now = time.monotonic()
         for s, at in list(self.hub.watched.items()):
             if now - at > WATCH_TTL:
                 del self.hub.watched[s]
-        wanted = {r.symbol for r in self.evaluator.index.rules()} | set(self.hub.watched)
+        wanted = {r.symbol for r in self.evaluator.index.rules()} | set(self.hub.watched) | self._shared
         return sorted(wanted)
 
     async def poll_once(self) -> int:
         """Publish each watched symbol's tick if it is new; returns how many were published."""
+        if self.shared is not None:
+            self._shared = await self.shared.symbols()  # cached: Redis is read about once a second
         gw = self.hub.data_gateway()
         published = 0
         for symbol in self.symbols():

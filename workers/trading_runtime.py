@@ -29,8 +29,11 @@ from domain.trading.alerts import AlertService
 from domain.trading.crypto import SecretBox
 from domain.trading.market import MarketHub
 from domain.trading.service import TradingService
+from bot.notify import Notifier
 from workers.alert_delivery import AlertDelivery
+from workers.alert_sync import AlertFollower, PublishingEvaluator
 from workers.market_feed import MarketFeed
+from workers.partition import SharedWatch
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +46,18 @@ class TradingRuntime:
         self.evaluator = AlertEvaluator(SqlAlertStore(sessionmaker))
         # With Redis, ticks also go to a stream other processes (replicas, the web view) follow.
         self.stream = RedisTickBus(redis) if redis is not None else None
-        self.feed = MarketFeed(hub, self.evaluator, interval=feed_interval, bus=self.stream)
-        self.alerts = AlertService(hub, self.evaluator)
+        # With Redis, symbols users ask about on any replica reach the feed of the worker process.
+        self.watchlist = SharedWatch(redis) if redis is not None else None
+        if self.watchlist is not None:
+            hub.share_watch(self.watchlist.note)
+        self.feed = MarketFeed(hub, self.evaluator, interval=feed_interval, bus=self.stream, shared=self.watchlist)
+        # With Redis, rule changes also reach the evaluator of a separate worker process (workers/alert_sync.py).
+        evaluator = PublishingEvaluator(self.evaluator, redis) if redis is not None else self.evaluator
+        self.alerts = AlertService(hub, evaluator)  # type: ignore[arg-type]
+        self.follower = AlertFollower(redis, self.evaluator, sessionmaker) if redis is not None else None
         self.trading = TradingService(hub, tiers, SecretBox(secret))
         self.delivery: AlertDelivery | None = None
+        self._outboxed = False
 
     @classmethod
     async def create(cls, settings: Any, sessionmaker: async_sessionmaker[AsyncSession],
@@ -74,14 +85,32 @@ class TradingRuntime:
         async with UnitOfWork(self.sessionmaker) as uow:
             return await uow.trading.count_alerts(user_id)
 
-    def attach(self, bot: Bot, i18n: I18n) -> AlertDelivery:
-        self.delivery = AlertDelivery(bot, i18n, self.sessionmaker, self.hub)
+    def attach(self, target: Bot | Notifier, i18n: I18n) -> AlertDelivery:
+        """Deliver fired alerts through ``target`` after they are persisted (``delivery.notify``)."""
+        self.delivery = AlertDelivery(target, i18n, self.sessionmaker, self.hub)
         return self.delivery
 
-    def start_tasks(self, bot: Bot | None, i18n: I18n) -> list[asyncio.Task[None]]:
+    def attach_outbox(self, i18n: I18n, wake: Callable[[], None] | None = None) -> AlertDelivery:
+        """Record each firing and queue its message in one transaction (the notification outbox)."""
+        self.delivery = AlertDelivery(None, i18n, self.sessionmaker, self.hub)
+        self.evaluator.persist = self.delivery.persist
+        if wake is not None:
+            self.delivery.on_queued.append(wake)
+        self._outboxed = True
+        return self.delivery
+
+    def start_tasks(
+        self, bot: Bot | None, i18n: I18n, *, outbox: bool = False, wake: Callable[[], None] | None = None
+    ) -> list[asyncio.Task[None]]:
         jobs: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = [("market-feed", self.feed.run)]
-        notify = self.attach(bot, i18n).notify if bot is not None else None
+        if outbox:
+            self.attach_outbox(i18n, wake)
+            notify = None
+        else:
+            notify = self.attach(bot, i18n).notify if bot is not None else None
         jobs.append(("alert-evaluator", lambda: self.evaluator.run(notify)))
+        if self.follower is not None:
+            jobs.append(("alert-changes", self.follower.run))
         if self.stream is not None:
             self.stream.start()
         return [asyncio.create_task(job(), name=name) for name, job in jobs]
@@ -89,10 +118,13 @@ class TradingRuntime:
     async def close(self) -> None:
         self.evaluator.stop()
         try:
-            await self.evaluator.flush(self.delivery.notify if self.delivery else None)
+            notify = self.delivery.notify if self.delivery and not self._outboxed else None
+            await self.evaluator.flush(notify)
         except Exception:
             log.exception("could not flush fired alerts at shutdown")
         if self.stream is not None:
             with contextlib.suppress(Exception):  # Redis may already be gone at shutdown
                 await self.stream.aclose()
+        if self.watchlist is not None:
+            await self.watchlist.aclose()
         await self.hub.close()

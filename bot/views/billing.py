@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from urllib.parse import quote_plus
 
-from aiogram import Bot, html
-from aiogram.exceptions import TelegramAPIError
+from aiogram import html
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from aiogram.utils.i18n import I18n, gettext as _
 
 from bot.i18n import N_
+from bot.notify import Notifier
 from bot.views import View
 from bot.views.common import feature_name, price, quota_name, tier_name
 from bot.views.plans import limits_line
@@ -382,15 +384,24 @@ def notice_text(notice: Notice) -> str:
     )
 
 
-async def deliver(bot: Bot, i18n: I18n, notices: Iterable[Notice]) -> None:
-    """Send each notice in its user's language; a user who blocked the bot doesn't stop the rest."""
+def notice_key(notice: Notice, origin: str = "") -> str:
+    """The outbox key of a notice: its user, kind and facts, plus what caused it (a payment, a button press).
+
+    The billing jobs (``origin`` empty) produce each notice once per state change, so the same facts
+    mean the same notice; a retried job, or a crash between the job and the outbox, sends it once.
+    """
+    facts = json.dumps(notice.params, sort_keys=True, default=str)
+    digest = hashlib.sha256(f"{origin}|{facts}".encode()).hexdigest()[:24]
+    return f"billing:{notice.user_id}:{notice.kind.value}:{digest}"
+
+
+async def deliver(notifier: Notifier, i18n: I18n, notices: Iterable[Notice], origin: str = "") -> None:
+    """Queue each notice in its user's language (the outbox sends it); a blocked user doesn't stop the rest."""
     for notice in notices:
         with i18n.context(), i18n.use_locale(notice.locale):
             text = notice_text(notice)
-        try:
-            await bot.send_message(notice.user_id, text)
-        except TelegramAPIError:
-            log.warning("could not deliver a billing notice to %s", notice.user_id, exc_info=True)
+        if not await notifier.send(notice.user_id, text, key=notice_key(notice, origin)):
+            log.info("billing notice %s not queued: user %s blocked the bot", notice.kind.value, notice.user_id)
 
 
 def invoice_texts(tier: str | None) -> tuple[str, str]:

@@ -10,6 +10,7 @@ from aiogram.utils.i18n import gettext as _
 from bot.i18n import N_
 from bot.views import View
 from bot.views.common import Button, keyboard, tier_name
+from bot.views.status import ops_lines
 from bot.views.support import STATUS_MARKS, category_name
 from domain.admin import Dashboard, UserCard
 from domain.audit import AuditEntry
@@ -116,6 +117,8 @@ def dashboard(d: Dashboard) -> str:
         _("Feature requests: {n}").format(n=f.requests),
     ]
     lines += [f"• {html.quote(t[:120])}" for t in f.recent_requests]
+    if d.ops is not None:  # the same figures as /metrics and /status
+        lines += ["", _("<b>Operations</b>"), *ops_lines(d.ops)]
     return "\n".join(lines)
 
 

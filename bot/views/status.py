@@ -7,6 +7,7 @@ from aiogram.utils.i18n import gettext as _
 from bot.i18n import N_
 from bot.views import View
 from bot.views.common import duration, tier_name
+from domain.admin import OpsFigures
 from domain.health import ProbeResult
 from domain.tiers import Quota, Tier
 
@@ -28,8 +29,30 @@ QUOTA_LINES = {
 }
 
 
+def ops_lines(ops: OpsFigures) -> list[str]:
+    """The operations figures (the same ones /metrics exports), for /status and /admin."""
+    gateway = (
+        _("MT5 gateway ping: {ms} ms").format(ms=f"{ops.gateway_ms:.1f}")
+        if ops.gateway_ms is not None
+        else _("MT5 gateway: not answering")
+    )
+    queue = (
+        _("Notification queue: {n} waiting, oldest {age}").format(n=ops.outbox_depth, age=duration(ops.outbox_lag_s))
+        if ops.outbox_lag_s is not None
+        else _("Notification queue: empty")
+    )
+    return [
+        _("Market feed: {rate} ticks/s").format(rate=f"{ops.tick_rate:.1f}"),
+        gateway,
+        queue,
+        _("Active users: {h1} in the last hour · {h24} in 24 hours").format(h1=ops.active_1h, h24=ops.active_24h),
+        _("Updates handled: {n} · errors: {errors}").format(n=ops.updates, errors=ops.errors),
+    ]
+
+
 def status_view(
-    probes: list[ProbeResult], uptime: float, version: str, tier: Tier, used: dict[Quota, int]
+    probes: list[ProbeResult], uptime: float, version: str, tier: Tier, used: dict[Quota, int],
+    ops: OpsFigures | None = None,
 ) -> View:
     healthy = all(p.ok for p in probes)
     lines = [_("<b>🩺 System status</b>") + " " + ("✅" if healthy else "⚠️")]
@@ -42,6 +65,8 @@ def status_view(
         else:
             lines.append(_("❌ {name}: unavailable ({detail})").format(name=name, detail=detail))
     lines.append(_("Uptime {uptime} · version {version}").format(uptime=duration(uptime), version=version))
+    if ops is not None:
+        lines += ops_lines(ops)
     lines += ["", _("<b>Your plan: {tier}</b>").format(tier=tier_name(tier.code))]
     lines.append(_("Requests: up to {n} per minute").format(n=tier.rate_per_minute))
     lines += [_(QUOTA_LINES[q]).format(used=n, limit=tier.quota(q)) for q, n in used.items()]

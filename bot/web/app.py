@@ -8,6 +8,7 @@ from aiohttp import web
 
 from bot import __version__
 from bot.app import App
+from bot.web.miniapp import install as install_miniapp
 from bot.web.stripe import STRIPE_WEBHOOK_PATH, stripe_webhook
 
 TELEGRAM_WEBHOOK_PATH = "/webhooks/telegram"
@@ -29,11 +30,13 @@ def create_web_app(app: App, bot: Bot, *, webhook_secret: str | None = None, web
 
     async def metrics(_request: web.Request) -> web.Response:
         app.metrics.usage_pending.set(app.meter.pending)
+        await app.ops.figures()  # refreshes the gauges /status and /admin read too
         return web.Response(body=app.metrics.render(), content_type="text/plain", charset="utf-8")
 
     web_app.router.add_get("/healthz", healthz)
     web_app.router.add_post(STRIPE_WEBHOOK_PATH, stripe_webhook(app, bot))
     web_app.router.add_get("/metrics", metrics)
+    install_miniapp(web_app, app, bot.token)  # the Mini App: /app/, /api/, /app/ws
     if webhook:
         # In the foreground: Telegram gets 200 only after the update was handled,
         # so a crash mid-update means redelivery, not a lost message.

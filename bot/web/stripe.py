@@ -42,7 +42,8 @@ def stripe_webhook(app: App, bot: Bot) -> Callable[[web.Request], Awaitable[web.
         except DomainError:  # Stripe's API did not answer: nothing stored, Stripe retries the event
             log.warning("Stripe event %s deferred", event["id"], exc_info=True)
             return web.json_response({"error": "retry later"}, status=503)
-        await deliver(bot, app.i18n, notices)
+        if app.notifier is not None:
+            await deliver(app.notifier, app.i18n, notices, origin=str(event["id"]))
         return web.json_response({"received": True})
 
     return handle

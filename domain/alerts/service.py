@@ -68,6 +68,12 @@ class AlertEvaluator:
         self.skipped = 0  # fired events the repository refused (already recorded)
         self.notify_errors = 0
         self.on_tick: Callable[[Tick], Sequence[AlertFired]] = self._index.on_tick
+        # How a firing is recorded; the runtime may swap in one that also queues the notification
+        # in the same transaction (workers/alert_delivery.py AlertDelivery.persist).
+        self.persist: Callable[[AlertFired], Awaitable[bool]] = self._mark_triggered
+
+    async def _mark_triggered(self, event: AlertFired) -> bool:
+        return await self._repo.mark_triggered(event.rule.id, event.time_msc, event.price, event.final)
 
     @property
     def index(self) -> AlertIndex:
@@ -127,7 +133,7 @@ class AlertEvaluator:
         fired = self._fired
         while fired:
             event = fired[0]
-            ok = await self._repo.mark_triggered(event.rule.id, event.time_msc, event.price, event.final)
+            ok = await self.persist(event)
             fired.popleft()
             if not ok:
                 self.skipped += 1

@@ -363,3 +363,181 @@ class OutboxRow(Base):
     user_id: Mapped[int] = mapped_column(BigInteger)
     status: Mapped[str] = mapped_column(String(16))
     updated_at: Mapped[datetime]
+
+
+# --- AI agents (revision 0005) ---
+
+
+class AgentStatsRow(Base):
+    """One agent's decayed track record on one (symbol, timeframe): see domain.agents.consensus."""
+
+    __tablename__ = "agent_stats"
+
+    agent: Mapped[str] = mapped_column(String(32), primary_key=True)
+    symbol: Mapped[str] = mapped_column(String(32), primary_key=True)
+    timeframe: Mapped[str] = mapped_column(String(8), primary_key=True)
+    alpha: Mapped[float] = mapped_column(Float)
+    beta: Mapped[float] = mapped_column(Float)
+    hits: Mapped[int] = mapped_column(Integer)
+    misses: Mapped[int] = mapped_column(Integer)
+    last_update: Mapped[int] = mapped_column(BigInteger)  # epoch seconds of the last resolved signal
+
+
+class AgentStatsHistoryRow(Base):
+    """Append-only: the stats after every update (how weights moved over time)."""
+
+    __tablename__ = "agent_stats_history"
+    __table_args__ = (Index("ix_agent_stats_history_symbol_tf_time", "symbol", "timeframe", "time"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    agent: Mapped[str] = mapped_column(String(32))
+    symbol: Mapped[str] = mapped_column(String(32))
+    timeframe: Mapped[str] = mapped_column(String(8))
+    alpha: Mapped[float] = mapped_column(Float)
+    beta: Mapped[float] = mapped_column(Float)
+    hits: Mapped[int] = mapped_column(Integer)
+    misses: Mapped[int] = mapped_column(Integer)
+    time: Mapped[int] = mapped_column(BigInteger)  # epoch seconds (the resolving bar)
+
+
+class AgentSignalRow(Base):
+    """A non-flat call of one agent (or of the consensus) at one closed bar, and its outcome."""
+
+    __tablename__ = "agent_signals"
+    __table_args__ = (
+        UniqueConstraint("agent", "symbol", "timeframe", "time", name="uq_agent_signals_agent_symbol_tf_time"),
+        Index("ix_agent_signals_symbol_tf_status", "symbol", "timeframe", "status"),
+        Index("ix_agent_signals_time", "time"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    agent: Mapped[str] = mapped_column(String(32))
+    symbol: Mapped[str] = mapped_column(String(32))
+    timeframe: Mapped[str] = mapped_column(String(8))
+    direction: Mapped[str] = mapped_column(String(8))
+    time: Mapped[int] = mapped_column(BigInteger)  # open time of the signal bar; entry is its close
+    entry: Mapped[float] = mapped_column(Float)
+    atr: Mapped[float] = mapped_column(Float)
+    horizon: Mapped[int] = mapped_column(Integer)
+    confidence: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(8))  # pending | hit | miss
+    move: Mapped[float | None] = mapped_column(Float)  # realized move in the signal's direction (price units)
+    move_atr: Mapped[float | None] = mapped_column(Float)
+    resolved_at: Mapped[int | None] = mapped_column(BigInteger)  # epoch seconds of the resolving bar
+
+
+class SignalSubscriptionRow(Base):
+    """A symbol on a user's watchlist: its consensus signals reach the user."""
+
+    __tablename__ = "signal_subscriptions"
+    __table_args__ = (Index("ix_signal_subscriptions_symbol", "symbol"),)
+
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    symbol: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_at: Mapped[datetime]
+
+
+class AgentProgressRow(Base):
+    """The last closed bar the agent runner processed per (symbol, timeframe): a restart resumes after it."""
+
+    __tablename__ = "agent_progress"
+
+    symbol: Mapped[str] = mapped_column(String(32), primary_key=True)
+    timeframe: Mapped[str] = mapped_column(String(8), primary_key=True)
+    last_bar: Mapped[int] = mapped_column(BigInteger)
+
+
+class SignalDigestRow(Base):
+    """When a user's daily signal digest last went (their local date)."""
+
+    __tablename__ = "signal_digests"
+
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    local_day: Mapped[str] = mapped_column(String(10))
+    sent_at: Mapped[datetime]
+
+
+# --- Analytics (revision 0007) ---
+
+
+class EquitySnapshotRow(Base):
+    """Balance and equity of one trading account at one moment (epoch seconds, for fast series reads)."""
+
+    __tablename__ = "equity_snapshots"
+    __table_args__ = (
+        UniqueConstraint("user_id", "login", "ts", name="uq_equity_snapshots_user_login_ts"),
+        Index("ix_equity_snapshots_ts", "ts"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(8))
+    login: Mapped[int] = mapped_column(BigInteger)
+    ts: Mapped[int] = mapped_column(BigInteger)
+    balance: Mapped[float] = mapped_column(Float)
+    equity: Mapped[float] = mapped_column(Float)
+
+
+# ---- auto-trading (0006) ------------------------------------------------------------------
+
+
+class AutoTradeSettingsRow(Base):
+    __tablename__ = "autotrade_settings"
+
+    user_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    threshold: Mapped[float] = mapped_column(Float)
+    risk_pct: Mapped[float] = mapped_column(Float)
+    timeframe: Mapped[str] = mapped_column(String(4))
+    symbols: Mapped[list[str]]
+    live_confirmed_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+
+
+class AutoTradeRow(Base):
+    """One claimed (user, symbol, timeframe, bar) signal: at most one auto order each."""
+
+    __tablename__ = "autotrade_orders"
+    __table_args__ = (
+        UniqueConstraint("user_id", "symbol", "timeframe", "bar_time", name="uq_autotrade_orders_signal"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"))
+    symbol: Mapped[str] = mapped_column(String(32))
+    timeframe: Mapped[str] = mapped_column(String(4))
+    bar_time: Mapped[int] = mapped_column(BigInteger)
+    direction: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(16))
+    order_id: Mapped[str | None] = mapped_column(String(32))
+    details: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+# --- Notification outbox (revision 0008) ---
+
+
+class NotificationRow(Base):
+    """One proactive message, rendered (text + Telegram reply_markup JSON), waiting or delivered (domain/outbox.py)."""
+
+    __tablename__ = "notification_outbox"
+    __table_args__ = (
+        Index("ix_notification_outbox_status_next", "status", "next_attempt_at", "id"),
+        Index("ix_notification_outbox_user_status", "user_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(191), unique=True)
+    user_id: Mapped[int] = mapped_column(BigInteger)  # the chat id (a user's private chat, or a group)
+    kind: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str] = mapped_column(Text)
+    markup: Mapped[dict[str, Any] | None]
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime]
+    error: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime]
+    claimed_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]

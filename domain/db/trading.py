@@ -242,22 +242,30 @@ class SqlAlertStore:
             return [_rule(r) for r in (await session.execute(stmt.order_by(AlertRow.id))).scalars()]
 
     async def mark_triggered(self, alert_id: int, time_msc: int, price: float, deactivate: bool) -> bool:
-        values: dict[str, Any] = {"last_triggered_msc": time_msc, "last_price": price}
-        if deactivate:
-            values["status"] = AlertStatus.TRIGGERED.value
-        stmt = (
-            update(AlertRow)
-            .where(
-                AlertRow.id == alert_id,
-                AlertRow.status != AlertStatus.TRIGGERED.value,
-                (AlertRow.last_triggered_msc.is_(None)) | (AlertRow.last_triggered_msc < time_msc),
-            )
-            .values(**values)
-        )
         async with self._sessionmaker() as session:
-            result = await session.execute(stmt)
+            ok = await mark_triggered_in(session, alert_id, time_msc, price, deactivate)
             await session.commit()
-            return result.rowcount == 1
+            return ok
+
+
+async def mark_triggered_in(
+    session: AsyncSession, alert_id: int, time_msc: int, price: float, deactivate: bool
+) -> bool:
+    """``mark_triggered`` inside the caller's transaction (the outbox adds the notification to it)."""
+    values: dict[str, Any] = {"last_triggered_msc": time_msc, "last_price": price}
+    if deactivate:
+        values["status"] = AlertStatus.TRIGGERED.value
+    stmt = (
+        update(AlertRow)
+        .where(
+            AlertRow.id == alert_id,
+            AlertRow.status != AlertStatus.TRIGGERED.value,
+            (AlertRow.last_triggered_msc.is_(None)) | (AlertRow.last_triggered_msc < time_msc),
+        )
+        .values(**values)
+    )
+    result = await session.execute(stmt)
+    return bool(result.rowcount == 1)
 
 
 class SqlSnapshotStore:

@@ -11,6 +11,9 @@ from types import TracebackType
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from domain.db.agents import SqlAgentRepository
+from domain.db.analytics import SqlEquityRepository
+from domain.db.autotrade import SqlAutoTradeRepository
 from domain.db.billing import SqlBillingRepository
 from domain.db.broadcast import SqlBroadcastRepository
 from domain.db.repositories import SqlAuditRepository, SqlUserRepository, insert_usage, usage_totals
@@ -81,6 +84,18 @@ class UnitOfWork:
     @property
     def broadcasts(self) -> SqlBroadcastRepository:
         return SqlBroadcastRepository(self.session)
+
+    @property
+    def equity(self) -> SqlEquityRepository:  # analytics (0007): stateless wrapper, built on use
+        return SqlEquityRepository(self.session)
+
+    @property
+    def agents(self) -> SqlAgentRepository:  # agents (0005): stateless wrapper, built on use
+        return SqlAgentRepository(self.session)
+
+    @property
+    def autotrade(self) -> SqlAutoTradeRepository:  # auto-trading (0006): stateless wrapper, built on use
+        return SqlAutoTradeRepository(self.session)
 
     async def commit(self) -> None:
         if self._session is not None:

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -108,6 +108,7 @@ class MarketHub:
         self._charts: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
         self._names: list[str] | None = None
         self.watched: dict[str, float] = {}  # symbol -> monotonic time it was last asked for
+        self._watch_sink: Callable[[list[str]], None] | None = None
         self.connected = False
         self.ticks_total = 0
         self._rate: tuple[float, int] = (time.monotonic(), 0)
@@ -229,10 +230,18 @@ class MarketHub:
         except (SymbolNotFound, MarketUnavailable, NoQuote):
             return default
 
+    def share_watch(self, sink: Callable[[list[str]], None]) -> None:
+        """Also report each watched symbol to ``sink`` (synchronous, must not block): with several
+        processes, the deployment-wide watch set the worker's feed polls (workers/partition.py)."""
+        self._watch_sink = sink
+
     def watch(self, symbols: Iterable[str]) -> None:
         now = time.monotonic()
-        for s in symbols:
+        names = list(symbols)
+        for s in names:
             self.watched[s] = now
+        if self._watch_sink is not None:
+            self._watch_sink(names)
 
     async def tick(self, symbol: str) -> Tick:
         async with market_errors(symbol):

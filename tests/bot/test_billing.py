@@ -186,6 +186,7 @@ async def test_stripe_checkout_then_signed_webhook_then_failed_payment_and_grace
             response = await client.post(
                 "/webhooks/stripe", data=body, headers={"Stripe-Signature": fake_stripe.sign(body)}
             )
+            await bh.app.drain_outbox(bh.bot)  # the notices went to the notification outbox
             return response.status
 
         before = len(bh.telegram.calls)

@@ -55,6 +55,7 @@ async def test_same_event_three_times_has_one_effect(env: tuple[Harness, TestCli
     before = len(h.telegram.sent())
     for _ in range(3):
         assert await _post(client, body, fake_stripe.sign(body)) == 200
+    await h.app.drain_outbox(h.bot)  # notices go through the notification outbox
     assert await _count(h, PaymentRow) == 1
     assert await _count(h, SubscriptionRow) == 1
     assert await _count(h, StripeEventRow) == 1
@@ -136,6 +137,7 @@ async def test_stripe_trial_reminder_and_renewal_tell_the_user(
         before = len(h.telegram.sent())
         body = fake_stripe.event(event_type, obj)
         assert await _post(client, body, fake_stripe.sign(body)) == 200
+        await h.app.drain_outbox(h.bot)  # notices go through the notification outbox
         return [c.text for c in h.telegram.sent()[before:]]
 
     assert "trial is on" in " ".join(await deliver("customer.subscription.created", {"id": "sub_t"}))
