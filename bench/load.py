@@ -1,6 +1,6 @@
 """Load benchmark: simulated users through the real webhook path, one replica then two.
 
-    python bench/load.py [--users 2000] [--seconds 30] [--think 3.0] [--quick]
+    python bench/load.py [--users 2000] [--seconds 30] [--think 3.0] [--quick] [--outbox-only | --no-outbox]
 
 Starts throwaway PostgreSQL and Redis servers (as the tests do), a Bot API
 stand-in on loopback, and the bot as real processes (`python -m bot run` in
@@ -13,6 +13,19 @@ POST to the reply. Printed per phase: updates/s, p50/p95/p99, errors (non-200
 webhook answers, answers carrying an ErrorDNA code, no reply within 10 s), the
 bot processes' RSS (now / peak). Then the same with two replicas, the bench
 round-robining the POSTs, and the scaling ratio. `--quick` is a short run.
+
+Then the outbox phase (alone with `--outbox-only`): a second stand-in that
+enforces Telegram's flood limits as Telegram does (30 messages/s overall, about
+1/s per private chat with a burst of 3, 20/min per group; over them a 429 with
+``retry_after`` in the real wire format, tests/fakes/telegram.py FloodControl),
+the real sender (`python -m bot worker`, OUTBOX_RATE from `--outbox-rate`), and
+a burst of notifications (default 3,000 for 1,000 users, several each, plus a
+few group chats) queued through OutboxNotifier into the outbox on PostgreSQL.
+Printed: the configured rate, the achieved rate (steady state: between the 10th
+and 90th percentile of deliveries) and the peak in any second, 429s from the
+stand-in, keys delivered twice, keys never delivered, chats served out of
+order, the smallest gap between two messages to one chat, and the lag from
+queueing to delivery (p50/p99; in a burst of N the last waits about N/rate).
 It prints figures; it never fails on time.
 """
 
@@ -20,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import itertools
 import os
 import random
@@ -27,6 +41,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +52,10 @@ from aiohttp import web
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.fakes.telegram import TOKEN, FakeTelegram, _params  # noqa: E402
+from bot.notify import OutboxNotifier  # noqa: E402
+from domain.db.engine import create_engine, create_sessionmaker  # noqa: E402
+from domain.db.outbox import SqlOutboxRepository  # noqa: E402
+from tests.fakes.telegram import MESSAGE_METHODS, TOKEN, FakeTelegram, FloodControl, _params  # noqa: E402
 from tests.servers import free_port, postgres_missing, redis_missing, start_postgres, start_redis  # noqa: E402
 
 SECRET = "bench-webhook-secret"
@@ -285,6 +303,233 @@ def _table(phases: list[Phase], users: int) -> str:
     return "\n".join(lines)
 
 
+# --- the outbox phase ---------------------------------------------------------
+
+OUTBOX_TARGET = "target (issue 8): the configured global rate sustained, no 429 from the stand-in, none lost or twice"
+KINDS = ("alert", "alert", "signal", "digest", "billing", "ticket", "autotrade")
+FIRST_CHAT = 30_000_000
+FIRST_GROUP = -1_001_700_000_000
+PRODUCERS = 8  # concurrent producers queueing the burst (each chat always through the same one, in order)
+STALL = 120.0  # seconds without a delivery or a change in the queue before the phase gives up waiting
+
+
+class OutboxStandIn(FakeTelegram):
+    """The Bot API stand-in with Telegram's flood limits; records when each message reached which chat."""
+
+    def __init__(self) -> None:
+        super().__init__(flood=FloodControl())
+        self.delivered: list[tuple[float, int, str]] = []  # (wall time, chat, text)
+
+    @property
+    def refused(self) -> int:
+        return sum(self.flood.refused.values()) if self.flood else 0
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        if request.match_info["token"] != TOKEN:
+            return web.json_response({"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401)
+        params = await _params(request)
+        flooded = self.flooded(method, params)
+        if flooded is not None:
+            return flooded
+        if method.lower() in MESSAGE_METHODS and params.get("chat_id") is not None:
+            self.delivered.append((time.time(), int(params["chat_id"]), str(params.get("text") or "")))
+        return web.json_response({"ok": True, "result": self._result(method, params)})
+
+
+@dataclass
+class Queued:
+    chat: int
+    seq: int  # the message's place among its chat's
+    at: float = 0.0  # wall time its queueing committed
+
+
+@dataclass
+class OutboxFigures:
+    rate: float
+    users: int
+    groups: int
+    queued: dict[str, Queued]
+    queue_seconds: float = 0.0
+    delivered: list[tuple[float, int, str]] = field(default_factory=list)
+    refused: dict[str, int] = field(default_factory=dict)
+    statuses: dict[str, int] = field(default_factory=dict)
+    rss: tuple[int, int] = (0, 0)
+    waited: float = 0.0
+    complete: bool = True
+
+
+def _outbox_plan(messages: int, users: int, groups: int, rng: random.Random) -> dict[str, Queued]:
+    """Keys in queueing order: every user gets one, some many more (a heavy tail), groups a share each."""
+    per_group = max(3, messages // 100) if groups else 0
+    chats = [FIRST_CHAT + i for i in range(users)]
+    weights = [min(8.0, rng.paretovariate(1.5)) for _ in chats]
+    order = chats + rng.choices(chats, weights, k=max(0, messages - users - per_group * groups))
+    order += [FIRST_GROUP - g for g in range(groups) for _ in range(per_group)]
+    rng.shuffle(order)
+    seqs: Counter[int] = Counter()
+    plan: dict[str, Queued] = {}
+    for chat in order:
+        seqs[chat] += 1
+        plan[f"{rng.choice(KINDS)}:bench:{chat}:{seqs[chat]}"] = Queued(chat, seqs[chat])
+    return plan
+
+
+async def _queue(db_url: str, plan: dict[str, Queued]) -> float:
+    """Queue the plan through the product's OutboxNotifier, PRODUCERS at a time; returns the seconds taken."""
+    engine = create_engine(db_url, pool_size=PRODUCERS, max_overflow=0)
+    notifier = OutboxNotifier(create_sessionmaker(engine))
+    lanes: list[list[tuple[str, Queued]]] = [[] for _ in range(PRODUCERS)]
+    for key, item in plan.items():
+        lanes[item.chat % PRODUCERS].append((key, item))
+
+    async def produce(lane: list[tuple[str, Queued]]) -> None:
+        for key, item in lane:
+            await notifier.send(item.chat, f"bench {key}", key=key)
+            item.at = time.time()
+
+    started = time.perf_counter()
+    try:
+        await asyncio.gather(*(produce(lane) for lane in lanes))
+    finally:
+        await engine.dispose()
+    return time.perf_counter() - started
+
+
+async def _outbox_state(db_url: str, keys: list[str]) -> dict[str, int]:
+    engine = create_engine(db_url, pool_size=1, max_overflow=0)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            return await SqlOutboxRepository(session).counts(keys)
+    finally:
+        await engine.dispose()
+
+
+async def _run_outbox(args: argparse.Namespace, db_url: str, redis_url: str, data_dir: Path) -> OutboxFigures:
+    standin = await OutboxStandIn().start()
+    plan = _outbox_plan(args.outbox_messages, args.outbox_users, args.outbox_groups, random.Random(8))
+    figures = OutboxFigures(args.outbox_rate, args.outbox_users, args.outbox_groups, plan)
+    port = free_port()
+    env = {**_env(db_url, redis_url, standin.url, port, data_dir), "OUTBOX_RATE": str(args.outbox_rate)}
+    log = (data_dir / "outbox-worker.log").open("wb")  # noqa: ASYNC230
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "worker", cwd=ROOT, env=env, stdout=log, stderr=asyncio.subprocess.STDOUT
+    )
+    try:
+        await _healthy(port, proc)
+        figures.queue_seconds = await _queue(db_url, plan)
+        keys = list(plan)
+        started = time.perf_counter()
+        expected = len(plan) / args.outbox_rate
+        deadline, last_change, last, shown = started + 4 * expected + STALL, started, (-1, {}), started
+        while time.perf_counter() < deadline and time.perf_counter() - last_change < STALL:
+            await asyncio.sleep(1.0)
+            state = await _outbox_state(db_url, keys)
+            now = (len(standin.delivered), state)
+            if now != last:
+                last, last_change = now, time.perf_counter()
+            if not state.get("pending") and not state.get("sending"):
+                break
+            if time.perf_counter() - shown >= 15:
+                shown = time.perf_counter()
+                print(f"  outbox: {len(standin.delivered)}/{len(plan)} delivered, {standin.refused} refused (429)", flush=True)
+        else:
+            figures.complete = False
+        figures.waited = time.perf_counter() - started
+        figures.rss = _memory(proc.pid)
+        figures.statuses = await _outbox_state(db_url, keys)
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), 30)
+        except TimeoutError:
+            proc.kill()
+        log.close()
+        await standin.stop()
+    figures.delivered = list(standin.delivered)
+    with (data_dir / "outbox-deliveries.csv").open("w") as out:  # noqa: ASYNC230
+        out.write("delivered_at,chat_id,key,seq,queued_at\n")
+        for at, chat, text in figures.delivered:
+            item = plan.get(text.removeprefix("bench "))
+            out.write(f"{at:.6f},{chat},{text.removeprefix('bench ')},{item.seq if item else ''},{item.at if item else ''}\n")
+    figures.refused = dict(standin.flood.refused) if standin.flood else {}
+    return figures
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _most_within(times: list[float], window: float) -> int:
+    """The most events in any ``window`` seconds (times sorted)."""
+    return max((bisect.bisect_left(times, t + window) - i for i, t in enumerate(times)), default=0)
+
+
+def _outbox_report(f: OutboxFigures) -> str:
+    prefix = "bench "
+    by_key: dict[str, list[tuple[float, int]]] = defaultdict(list)
+    other = 0
+    for at, chat, text in f.delivered:
+        if text.startswith(prefix) and text[len(prefix):] in f.queued:
+            by_key[text[len(prefix):]].append((at, chat))
+        else:
+            other += 1
+    first = sorted(min(d)[0] for d in by_key.values())  # first delivery of each key
+    times = sorted(at for at, _chat, _text in f.delivered)
+    duplicates = sum(1 for d in by_key.values() if len(d) > 1)
+    lost = len(f.queued) - len(by_key)
+    per_chat: dict[int, list[tuple[float, int]]] = defaultdict(list)
+    for key, d in by_key.items():
+        per_chat[f.queued[key].chat].append((min(d)[0], f.queued[key].seq))
+    out_of_order = sum(1 for d in per_chat.values() if [s for _t, s in sorted(d)] != sorted(s for _t, s in d))
+    chat_times: dict[int, list[float]] = defaultdict(list)
+    for at, chat, _text in f.delivered:
+        chat_times[chat].append(at)
+    gaps: dict[bool, list[float]] = {True: [], False: []}  # group? → gaps between two messages to one chat
+    for chat, ts in chat_times.items():
+        ts.sort()
+        gaps[chat < 0] += [b - a for a, b in zip(ts, ts[1:])]
+    group_peak = max((_most_within(ts, 60.0) for chat, ts in chat_times.items() if chat < 0), default=0)
+    lags = [min(d)[0] - f.queued[key].at for key, d in by_key.items()]
+    if len(first) >= 10:
+        lo, hi = int(0.1 * len(first)), int(0.9 * len(first))
+        steady = (hi - lo) / (first[hi] - first[lo]) if first[hi] > first[lo] else float("nan")
+    else:
+        steady = float("nan")
+    span = times[-1] - times[0] if len(times) > 1 else 0.0
+    counts = Counter(f.queued[k].chat for k in f.queued)
+    private = [n for c, n in counts.items() if c > 0]
+    groups = [n for c, n in counts.items() if c < 0]
+    fmt = lambda xs: f"{min(xs):.3f} s" if xs else "n/a"  # noqa: E731
+    refused = sum(f.refused.values())
+    rows = [
+        ("configured OUTBOX_RATE", f"{f.rate:g} msg/s (one `python -m bot worker`)"),
+        ("queued", f"{len(f.queued)} notifications: {f.users} users ({min(private, default=0)}-{max(private, default=0)} "
+                   f"each), {f.groups} groups ({groups[0] if groups else 0} each); in {f.queue_seconds:.1f} s "
+                   f"by {PRODUCERS} producers"),
+        ("delivered", f"{len(by_key)} in {span:.1f} s{'' if f.complete else f' (stopped waiting after {f.waited:.0f} s)'}"
+                      + (f"; {other} other message(s)" if other else "")),
+        ("achieved rate", f"{steady:.1f} msg/s steady (10th-90th pct of deliveries); "
+                          f"{len(times) / span if span else float('nan'):.1f} overall; peak {_most_within(times, 1.0)} in any 1 s"),
+        ("429 from stand-in", f"{refused} (global {f.refused.get('global', 0)}, private chat {f.refused.get('chat', 0)}, "
+                              f"group {f.refused.get('group', 0)})"),
+        ("duplicates", f"{duplicates} key(s) delivered more than once"),
+        ("lost", f"{lost} key(s) never delivered; outbox rows: "
+                 + ", ".join(f"{k} {v}" for k, v in sorted(f.statuses.items()))),
+        ("per-chat order", f"{out_of_order} chat(s) served out of queueing order"),
+        ("min gap per chat", f"private {fmt(gaps[False])}, group {fmt(gaps[True])} (group peak {group_peak} in any 60 s)"),
+        ("lag queue->delivery", f"p50 {_pct(lags, 0.5):.1f} s, p99 {_pct(lags, 0.99):.1f} s, max {max(lags, default=float('nan')):.1f} s "
+                                f"(a burst: the last waits ~{len(f.queued) / f.rate:.0f} s at the configured rate)"),
+        ("worker RSS", f"{f.rss[0] / 1024:.0f}/{f.rss[1] / 1024:.0f} MB now/peak"),
+    ]  # fmt: skip
+    limits = "stand-in limits: 30 msg/s overall, 1 msg/s per private chat (burst 3), 20 msg/min per group"
+    return "\n".join([limits, *(f"{name:<20} {value}" for name, value in rows), OUTBOX_TARGET])
+
+
 async def main_async(args: argparse.Namespace) -> int:
     missing = postgres_missing() or redis_missing()
     if missing:
@@ -301,31 +546,46 @@ async def main_async(args: argparse.Namespace) -> int:
         if await migrate.wait() != 0:
             print("migration failed")
             return 2
-        print(f"{args.users} users, think time ~{args.think:.1f} s, {args.ramp:.0f} s ramp-up then {args.seconds:.0f} s "
-              f"measured per phase; PostgreSQL + Redis on loopback; CPUs: {os.cpu_count()}")  # fmt: skip
-        phases: list[Phase] = []
-        for i, replicas in enumerate((1, 2)):
-            name = "1 replica" if replicas == 1 else f"{replicas} replicas"
-            phase = await _run_phase(
-                Phase(name, replicas), args.users, 10_000_000 + i * 1_000_000, args.seconds, args.think, args.ramp,
-                pg.url, redis.url, standin, data_dir,
-            )  # fmt: skip
-            phases.append(phase)
-            print(f"  {name}: {phase.updates} replies in {phase.seconds:.0f} s; stopped in {phase.shutdown:.1f} s", flush=True)
-        print()
-        print(_table(phases, args.users))
-        one, two = phases
-        ratio = two.rate / one.rate if one.rate else float("nan")
-        print(f"\nscaling ratio (2 replicas / 1): {ratio:.2f}x   "
-              f"per replica: {one.rate:.1f} / {two.rate / 2:.1f} updates/s")  # fmt: skip
-        print(f"median of medians: {statistics.median([one.pct(0.5), two.pct(0.5)]):.1f} ms; Bot API calls: {standin.api_calls}")
-        print(TARGETS)
-        print(f"bot logs: {data_dir}")
+        if not args.outbox_only:
+            _replica_phases(args, await _replicas(args, pg.url, redis.url, standin, data_dir), standin)
+        if args.outbox:
+            print(f"\noutbox phase: {args.outbox_messages} notifications, real sender against a flood-limited stand-in",
+                  flush=True)  # fmt: skip
+            print(_outbox_report(await _run_outbox(args, pg.url, redis.url, data_dir)))
+        print(f"bot logs{' and outbox-deliveries.csv' if args.outbox else ''}: {data_dir}")
     finally:
         await standin.stop()
         redis.stop()
         pg.stop()
     return 0
+
+
+async def _replicas(
+    args: argparse.Namespace, db_url: str, redis_url: str, standin: StandIn, data_dir: Path
+) -> list[Phase]:
+    print(f"{args.users} users, think time ~{args.think:.1f} s, {args.ramp:.0f} s ramp-up then {args.seconds:.0f} s "
+          f"measured per phase; PostgreSQL + Redis on loopback; CPUs: {os.cpu_count()}")  # fmt: skip
+    phases: list[Phase] = []
+    for i, replicas in enumerate((1, 2)):
+        name = "1 replica" if replicas == 1 else f"{replicas} replicas"
+        phase = await _run_phase(
+            Phase(name, replicas), args.users, 10_000_000 + i * 1_000_000, args.seconds, args.think, args.ramp,
+            db_url, redis_url, standin, data_dir,
+        )  # fmt: skip
+        phases.append(phase)
+        print(f"  {name}: {phase.updates} replies in {phase.seconds:.0f} s; stopped in {phase.shutdown:.1f} s", flush=True)
+    return phases
+
+
+def _replica_phases(args: argparse.Namespace, phases: list[Phase], standin: StandIn) -> None:
+    print()
+    print(_table(phases, args.users))
+    one, two = phases
+    ratio = two.rate / one.rate if one.rate else float("nan")
+    print(f"\nscaling ratio (2 replicas / 1): {ratio:.2f}x   "
+          f"per replica: {one.rate:.1f} / {two.rate / 2:.1f} updates/s")  # fmt: skip
+    print(f"median of medians: {statistics.median([one.pct(0.5), two.pct(0.5)]):.1f} ms; Bot API calls: {standin.api_calls}")
+    print(TARGETS)
 
 
 def main() -> int:
@@ -334,10 +594,21 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=30.0, help="measured seconds per phase")
     parser.add_argument("--ramp", type=float, default=10.0, help="seconds over which users arrive (not measured)")
     parser.add_argument("--think", type=float, default=3.0, help="mean think time between a reply and the next update")
-    parser.add_argument("--quick", action="store_true", help="a short run: 300 users, 4 s ramp, 8 s per phase")
+    parser.add_argument("--quick", action="store_true",
+                        help="a short run: 300 users, 4 s ramp, 8 s per phase; outbox 600 notifications, 200 users, 3 groups")
+    outbox = parser.add_mutually_exclusive_group()
+    outbox.add_argument("--outbox-only", action="store_true", help="run only the outbox phase")
+    outbox.add_argument("--no-outbox", dest="outbox", action="store_false", help="skip the outbox phase")
+    parser.add_argument("--outbox-messages", type=int, default=3000, help="notifications queued in the outbox phase")
+    parser.add_argument("--outbox-users", type=int, default=1000, help="private chats they go to")
+    parser.add_argument("--outbox-groups", type=int, default=5, help="group chats that get a share too")
+    parser.add_argument("--outbox-rate", type=float, default=25.0, help="OUTBOX_RATE of the worker (messages/s)")
     args = parser.parse_args()
     if args.quick:
         args.users, args.seconds, args.ramp = min(args.users, 300), 8.0, 4.0
+        args.outbox_messages, args.outbox_users = min(args.outbox_messages, 600), min(args.outbox_users, 200)
+        args.outbox_groups = min(args.outbox_groups, 3)
+    args.outbox_users = max(1, min(args.outbox_users, args.outbox_messages))
     return asyncio.run(main_async(args))
 
 

@@ -10,9 +10,14 @@ candidate scan skips rows another sender holds (FOR UPDATE SKIP LOCKED).
 
 Pacing: a global rate shared with the broadcast sender of the same process
 (``Pacer``), one message per ``chat_interval`` to a private chat and
-``group_per_minute`` to a group. A 429 that survives bot/outgoing.py's own
-short retries defers the chat's rows and pauses the sender for what Telegram
-asked. 403 flags the user as blocked and drops what waits for them.
+``group_per_minute`` to a group, counted from each request's answer (a late
+answer, or a 429 waited out inside the request, must not bring the chat's next
+message closer). A pick looks past chats that may not receive yet (pages of
+``SCAN`` rows), so one chat's backlog never holds up the others; when every due
+row's chat is cooling down, the sender waits until the soonest may receive,
+not a whole idle poll. A 429 that survives bot/outgoing.py's own short retries
+defers the chat's rows and pauses the sender for what Telegram asked. 403
+flags the user as blocked and drops what waits for them.
 Several worker processes each pace themselves: run one sender per
 deployment (the worker) to keep the global rate exact.
 """
@@ -44,7 +49,8 @@ from workers.broadcast import Pacer
 
 log = logging.getLogger(__name__)
 
-SCAN = 200  # due rows looked at per pick
+SCAN = 200  # due rows looked at per page of a pick
+MAX_PAGES = 5  # pages per pick, each past the chats the previous ones held (cooling down, FIFO)
 IDLE_POLL = 1.0  # seconds between scans when nothing is due (a notifier's wake-up comes sooner)
 
 
@@ -82,6 +88,7 @@ class OutboxSender:
         self._monotonic = monotonic
         self._sleep = sleep
         self._chat_next: dict[int, float] = {}
+        self._cooling_until: float | None = None  # when the soonest chat the last pick skipped may receive again
         self._wake = asyncio.Event()
         self._in_flight = asyncio.Lock()  # held from a claim to its acknowledgement
         self._stopping = False
@@ -110,7 +117,7 @@ class OutboxSender:
                     if not await self.send_next():
                         self._wake.clear()
                         try:
-                            await asyncio.wait_for(self._wake.wait(), idle)
+                            await asyncio.wait_for(self._wake.wait(), self.idle_for(idle))
                         except TimeoutError:
                             pass
             except asyncio.CancelledError:
@@ -118,6 +125,13 @@ class OutboxSender:
             except Exception:
                 log.exception("outbox sender failed; retrying")
                 await asyncio.sleep(idle)
+
+    def idle_for(self, idle: float = IDLE_POLL) -> float:
+        """How long to wait after a pick found nothing: until the soonest skipped chat may receive again
+        (a chat's next message goes at its pace, not at the next poll), at most ``idle``."""
+        if self._cooling_until is None:
+            return idle
+        return min(idle, max(0.0, self._cooling_until - self._monotonic()))
 
     async def recover(self, stale: timedelta = STALE_CLAIM) -> int:
         async with self._sessionmaker() as session:
@@ -154,6 +168,9 @@ class OutboxSender:
         if message is None:
             return False, None
         outcome, error, retry_after = await self._send(message)
+        # The chat's pace counts from when the request was answered, not claimed: a slow answer, or
+        # bot/outgoing.py waiting out a 429 and retrying, must not bring the chat's next message closer.
+        self._chat_next[message.chat_id] = self._monotonic() + self.pacing.interval_for(message.chat_id)
         self.counts[outcome.value] += 1
         now = self._clock()
         async with self._sessionmaker() as session:
@@ -181,18 +198,26 @@ class OutboxSender:
     async def _claim(self, repo: SqlOutboxRepository, *, paced: bool) -> Message | None:
         now, tick = self._clock(), self._monotonic()
         seen: set[int] = set()
-        for outbox_id, chat_id in await repo.candidates(now, SCAN):
-            if chat_id in seen:
-                continue  # FIFO per chat: only its oldest due row may go
-            seen.add(chat_id)
-            if paced and self._chat_next.get(chat_id, 0.0) > tick:
-                continue
-            message = await repo.claim(outbox_id, now)
-            if message is not None:
-                self._chat_next[chat_id] = tick + self.pacing.interval_for(chat_id)
-                if len(self._chat_next) > 10_000:
-                    self._chat_next = {c: t for c, t in self._chat_next.items() if t > tick}
-                return message
+        self._cooling_until = None
+        for _ in range(MAX_PAGES):
+            page = await repo.candidates(now, SCAN, skip_chats=seen)
+            for outbox_id, chat_id in page:
+                if chat_id in seen:
+                    continue  # FIFO per chat: only its oldest due row may go
+                seen.add(chat_id)
+                if paced and (free_at := self._chat_next.get(chat_id, 0.0)) > tick:
+                    self._cooling_until = free_at if self._cooling_until is None else min(free_at, self._cooling_until)
+                    continue
+                message = await repo.claim(outbox_id, now)
+                if message is not None:
+                    self._chat_next[chat_id] = tick + self.pacing.interval_for(chat_id)
+                    if len(self._chat_next) > 10_000:
+                        self._chat_next = {c: t for c, t in self._chat_next.items() if t > tick}
+                    return message
+            if len(page) < SCAN:
+                break  # every due row was looked at
+            # A full page of chats that may not receive now (a backlog for one chat, a busy group):
+            # look past them, or the rows of every other chat would wait behind theirs.
         return None
 
     async def _send(self, message: Message) -> tuple[Outcome, str | None, float | None]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from sqlalchemy import delete, func, select, update
@@ -45,16 +45,15 @@ class SqlOutboxRepository:
 
     # --- the sender's steps ---
 
-    async def candidates(self, now: datetime, limit: int) -> list[tuple[int, int]]:
-        """(id, chat id) of due pending rows, oldest first; on PostgreSQL rows another sender is
-        claiming right now are skipped (FOR UPDATE SKIP LOCKED; SQLite has one writer anyway)."""
-        rows = await self._s.execute(
-            select(_table.c.id, _table.c.user_id)
-            .where(_table.c.status == Status.PENDING.value, _table.c.next_attempt_at <= now)
-            .order_by(_table.c.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
+    async def candidates(self, now: datetime, limit: int, skip_chats: Collection[int] = ()) -> list[tuple[int, int]]:
+        """(id, chat id) of due pending rows, oldest first, none for ``skip_chats``; on PostgreSQL rows another
+        sender is claiming right now are skipped (FOR UPDATE SKIP LOCKED; SQLite has one writer anyway)."""
+        query = select(_table.c.id, _table.c.user_id).where(
+            _table.c.status == Status.PENDING.value, _table.c.next_attempt_at <= now
         )
+        if skip_chats:
+            query = query.where(_table.c.user_id.not_in(list(skip_chats)))
+        rows = await self._s.execute(query.order_by(_table.c.id).limit(limit).with_for_update(skip_locked=True))
         return [(int(i), int(u)) for i, u in rows]
 
     async def claim(self, outbox_id: int, now: datetime) -> Message | None:

@@ -4,6 +4,8 @@ The product talks to it through aiogram's real AiohttpSession (TELEGRAM_API_URL)
 exactly as it would talk to a self-hosted Bot API server. It records every call
 (method and decoded parameters), answers with well-formed results, serves
 ``getUpdates`` from a queue, and can be told to fail (429 with retry_after, 403).
+Opt-in (``FakeTelegram(flood=FloodControl())``), it enforces Telegram's flood
+limits on messages as Telegram does, answering 429 with ``retry_after``.
 """
 
 from __future__ import annotations
@@ -11,7 +13,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import math
 import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,12 +52,83 @@ class _Failure:
     times: int
 
 
+# Methods that post a message to a chat: what Telegram's flood limits count.
+MESSAGE_METHODS = frozenset({
+    "sendmessage", "sendphoto", "senddocument", "sendvideo", "sendanimation", "sendaudio", "sendvoice",
+    "sendvideonote", "sendsticker", "sendlocation", "sendvenue", "sendcontact", "sendpoll", "senddice",
+    "sendmediagroup", "sendinvoice", "sendpaidmedia", "copymessage", "forwardmessage",
+})  # fmt: skip
+
+
+@dataclass
+class FloodControl:
+    """Telegram's flood limits on messages: ``global_rate`` in any second, every chat together; a private
+    chat about ``chat_rate`` per second with a burst of ``chat_burst`` (a token bucket); a group or channel
+    (negative chat id) ``group_per_minute`` in any minute. A message over a limit is refused (and counts
+    toward none) with the seconds to wait, rounded up, as Telegram's ``retry_after``."""
+
+    global_rate: int = 30
+    chat_rate: float = 1.0
+    chat_burst: float = 3.0
+    group_per_minute: int = 20
+    clock: Callable[[], float] = time.monotonic
+    refused: dict[str, int] = field(default_factory=lambda: {"global": 0, "chat": 0, "group": 0})
+    _recent: deque[float] = field(default_factory=deque)
+    _buckets: dict[int, tuple[float, float]] = field(default_factory=dict)  # chat → (tokens, when)
+    _groups: dict[int, deque[float]] = field(default_factory=dict)
+
+    def admit(self, chat_id: int) -> int | None:
+        """None when a message to ``chat_id`` may go now (it is counted), else its retry_after."""
+        now = self.clock()
+        _expire(self._recent, now - 1.0)
+        waits: dict[str, float] = {}
+        if len(self._recent) >= self.global_rate:
+            waits["global"] = self._recent[0] + 1.0 - now
+        window: deque[float] | None = None
+        tokens = 0.0
+        if chat_id < 0:
+            window = _expire(self._groups.setdefault(chat_id, deque()), now - 60.0)
+            if len(window) >= self.group_per_minute:
+                waits["group"] = window[0] + 60.0 - now
+        else:
+            held, since = self._buckets.get(chat_id, (self.chat_burst, now))
+            tokens = min(self.chat_burst, held + (now - since) * self.chat_rate)
+            if tokens < 1.0:
+                waits["chat"] = (1.0 - tokens) / self.chat_rate
+        if waits:
+            limit = max(waits, key=lambda k: waits[k])
+            self.refused[limit] += 1
+            return max(1, math.ceil(waits[limit]))
+        self._recent.append(now)
+        if window is not None:
+            window.append(now)
+        else:
+            self._buckets[chat_id] = (tokens - 1.0, now)
+        return None
+
+
+def _expire(times: deque[float], before: float) -> deque[float]:
+    while times and times[0] <= before:
+        times.popleft()
+    return times
+
+
+def too_many_requests(retry_after: int) -> web.Response:
+    """Telegram's flood-control answer, in its wire format."""
+    body = {
+        "ok": False, "error_code": 429, "description": f"Too Many Requests: retry after {retry_after}",
+        "parameters": {"retry_after": retry_after},
+    }  # fmt: skip
+    return web.json_response(body, status=429)
+
+
 @dataclass
 class FakeTelegram:
     calls: list[Call] = field(default_factory=list)
     updates: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
     failures: dict[str, _Failure] = field(default_factory=dict)
     url: str = ""
+    flood: FloodControl | None = None  # opt-in: enforce Telegram's flood limits
     _message_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(100))
     _runner: web.AppRunner | None = None
 
@@ -89,10 +165,23 @@ class FakeTelegram:
             if failure.retry_after is not None:
                 body["parameters"] = {"retry_after": failure.retry_after}
             return web.json_response(body, status=failure.status)
+        if (flooded := self.flooded(method, params)) is not None:
+            return flooded
         if method.lower() == "getupdates":
             return web.json_response({"ok": True, "result": await self._next_updates(params)})
         self.calls.append(Call(method, params))
         return web.json_response({"ok": True, "result": self._result(method, params)})
+
+    def flooded(self, method: str, params: dict[str, Any]) -> web.Response | None:
+        """With ``flood`` set, the 429 answer for a message over Telegram's limits; None when it may go."""
+        if self.flood is None or method.lower() not in MESSAGE_METHODS or params.get("chat_id") is None:
+            return None
+        try:
+            chat_id = int(params["chat_id"])
+        except (TypeError, ValueError):  # a @channel username: a channel of its own
+            chat_id = -1 - sum(ord(c) << (8 * (i % 6)) for i, c in enumerate(str(params["chat_id"])))
+        retry_after = self.flood.admit(chat_id)
+        return None if retry_after is None else too_many_requests(retry_after)
 
     async def _next_updates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         timeout = min(float(params.get("timeout") or 0), 1.0)

@@ -13,7 +13,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiogram import Bot
+from aiogram.exceptions import TelegramRetryAfter
 from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.session.middlewares.base import BaseRequestMiddleware
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from sqlalchemy import select
@@ -26,7 +28,7 @@ from domain.db.uow import UnitOfWork
 from domain.market.clock import ManualClock
 from domain.outbox import MAX_KEY, Kind, Message, Pacing, Status, kind_of, markup_json, normalize_key
 from tests.bot.market.conftest import START
-from tests.fakes.telegram import TOKEN
+from tests.fakes.telegram import TOKEN, FakeTelegram, FloodControl
 from tests.harness import Harness
 from tests.servers import free_port
 from workers.broadcast import Pacer
@@ -393,3 +395,112 @@ async def test_a_stopping_sender_finishes_the_message_in_flight_and_claims_no_ot
     await asyncio.wait_for(task, 5)  # run_forever returns by itself
     statuses = [r.status for r in (await rows(h)).values()]
     assert "sending" not in statuses and statuses.count("sent") == len(h.telegram.sent())
+
+
+async def test_a_cooling_chat_is_served_at_its_pace_not_at_the_next_poll(h: Harness, raw_bot: Bot) -> None:
+    """Nothing else due: the sender waits until the chat may receive again (1 s private, 3 s group), not a poll."""
+    group = -1001234567890
+    for i in range(2):
+        await h.app.notifier.send(1001, f"p{i}", key=f"alert:cool:p{i}")  # type: ignore[union-attr]
+        await h.app.notifier.send(group, f"g{i}", key=f"signal:cool:g{i}")  # type: ignore[union-attr]
+    clock = Clock()
+    s = sender(h, raw_bot, clock, chat_interval=1.0, group_per_minute=20)
+    assert s.idle_for(5.0) == 5.0  # nothing skipped yet: a plain poll
+    assert await s.send_next() and await s.send_next()  # p0 and g0
+    assert not await s.send_next()  # p1 and g1 are due, their chats are cooling down
+    assert s.idle_for(5.0) == pytest.approx(1.0)  # the private chat frees first
+    clock.advance(0.25)
+    assert s.idle_for(5.0) == pytest.approx(0.75) and s.idle_for(0.5) == 0.5
+    clock.advance(0.75)
+    assert await s.send_next() and not await s.send_next()  # p1 goes; g1 still waits
+    assert s.idle_for(5.0) == pytest.approx(2.0)  # 20 per minute: 3 s after g0
+    clock.advance(2.0)
+    assert await s.send_next()
+    assert to(h, 1001) == ["p0", "p1"] and to(h, group) == ["g0", "g1"]
+    assert not await s.send_next() and s.idle_for(5.0) == 5.0  # nothing waits: back to polling
+
+
+async def test_a_chat_with_a_long_backlog_does_not_hold_up_the_others(
+    h: Harness, raw_bot: Bot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The oldest due rows all belong to one cooling chat (an alert storm, a busy group): others still go."""
+    monkeypatch.setattr("workers.outbox.SCAN", 3)  # a scan page holds only the backlog's rows
+    for i in range(7):
+        await h.app.notifier.send(1001, f"storm{i}", key=f"alert:storm:{i}")  # type: ignore[union-attr]
+    await h.app.notifier.send(1002, "meanwhile", key="alert:other:1")  # type: ignore[union-attr]
+    await h.app.notifier.send(1003, "also", key="alert:other:2")  # type: ignore[union-attr]
+    clock = Clock()
+    s = sender(h, raw_bot, clock, chat_interval=1.0)
+    assert await s.send_next()  # storm0
+    assert await s.send_next() and await s.send_next()  # 1002 and 1003, behind the backlog, go now
+    assert not await s.send_next()
+    assert to(h, 1001) == ["storm0"] and to(h, 1002) == ["meanwhile"] and to(h, 1003) == ["also"]
+    assert s.idle_for(5.0) == pytest.approx(1.0)
+    clock.advance(1.0)
+    assert await s.send_next() and not await s.send_next()
+    assert to(h, 1001) == ["storm0", "storm1"]
+
+
+
+async def test_a_chats_pace_counts_from_the_answer_not_the_claim(h: Harness) -> None:
+    """A request answered late (slow, or bot/outgoing.py waiting out a 429 and retrying) does not let the
+    chat's next message follow it at once."""
+    clock = Clock()
+
+    class Slow(BaseRequestMiddleware):
+        async def __call__(self, make_request, bot, method):  # type: ignore[no-untyped-def]
+            clock.advance(1.5)  # the answer comes 1.5 s after the claim
+            return await make_request(bot, method)
+
+    slow = Bot(TOKEN, session=AiohttpSession(api=TelegramAPIServer.from_base(h.telegram.url)))
+    slow.session.middleware(Slow())
+    for i in range(2):
+        await h.app.notifier.send(1001, f"s{i}", key=f"alert:slow:{i}")  # type: ignore[union-attr]
+    s = sender(h, slow, clock, chat_interval=1.0)
+    try:
+        assert await s.send_next()
+        assert not await s.send_next()  # 1.5 s after the claim, but only now answered: a second to wait
+        assert s.idle_for(5.0) == pytest.approx(1.0)
+        clock.advance(1.0)
+        assert await s.send_next()
+    finally:
+        await slow.session.close()
+    assert to(h, 1001) == ["s0", "s1"]
+
+
+# --- the Bot API stand-in's flood control (opt-in, what bench/load.py's outbox phase runs against) ----------
+
+
+def test_flood_control_enforces_telegrams_limits() -> None:
+    now = [0.0]
+    flood = FloodControl(global_rate=30, chat_rate=1.0, chat_burst=3, group_per_minute=20, clock=lambda: now[0])
+    assert [flood.admit(1001) for _ in range(4)] == [None, None, None, 1]  # a burst of 3, then 1 per second
+    now[0] += 1.0
+    assert flood.admit(1001) is None and flood.admit(1001) == 1
+    assert all(flood.admit(-100) is None for _ in range(20)) and flood.admit(-100) == 60  # 20 per minute
+    now[0] += 30.0
+    assert flood.admit(-100) == 30  # the window slides: the first of the 20 leaves it at 60 s
+    assert all(flood.admit(2000 + i) is None for i in range(30)) and flood.admit(5000) == 1  # 30 per second overall
+    now[0] += 1.0
+    assert flood.admit(5000) is None
+    assert flood.refused == {"global": 1, "chat": 2, "group": 2}
+
+
+async def test_the_stand_in_answers_429_in_telegrams_wire_format_only_when_asked() -> None:
+    plain = await FakeTelegram().start()
+    limited = await FakeTelegram(flood=FloodControl(chat_burst=1)).start()
+    bots = [Bot(TOKEN, session=AiohttpSession(api=TelegramAPIServer.from_base(t.url))) for t in (plain, limited)]
+    try:
+        for _ in range(3):
+            await bots[0].send_message(1001, "no limits by default")
+        await bots[1].send_message(1001, "first")
+        with pytest.raises(TelegramRetryAfter) as flooded:
+            await bots[1].send_message(1001, "too soon")
+        assert flooded.value.retry_after == 1 and "Too Many Requests: retry after 1" in flooded.value.message
+        await bots[1].send_message(1002, "another chat")
+        assert [c.text for c in limited.sent()] == ["first", "another chat"] and len(plain.sent()) == 3
+    finally:
+        for bot in bots:
+            await bot.session.close()
+        await plain.stop()
+        await limited.stop()
