@@ -56,9 +56,9 @@ def chromium_missing() -> str | None:
     return None
 
 
-def screenshot_dir(tmp_path: Path) -> Path:
-    """``$SCREENSHOT_DIR`` when set (kept after the run), else the test's tmp dir."""
-    path = Path(os.environ["SCREENSHOT_DIR"]) if os.environ.get("SCREENSHOT_DIR") else tmp_path
+def screenshot_dir() -> Path:
+    """``$SCREENSHOT_DIR`` when set, else ``var/screenshots`` in the checkout (git-ignored); kept after the run."""
+    path = Path(os.environ.get("SCREENSHOT_DIR") or Path(__file__).resolve().parents[2] / "var" / "screenshots")
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -210,7 +210,7 @@ async def test_dashboard_renders_the_users_data(site: Site, browser: Any, tmp_pa
     assert float(after.replace(",", "")) == pytest.approx(0.0100 * position["per_unit"], abs=0.02)  # type: ignore[union-attr]
     assert page.errors == []  # type: ignore[attr-defined]
 
-    shot = screenshot_dir(tmp_path) / "webapp-dashboard.png"
+    shot = screenshot_dir() / "webapp-dashboard.png"
     await page.screenshot(path=str(shot), full_page=True)
     print(f"screenshot: {shot}")
     assert shot.stat().st_size > 10_000
@@ -237,7 +237,7 @@ async def test_chart_page_draws_alerts_and_trades_and_updates_from_a_tick(site: 
     site.app.market.feed.bus.publish(Tick("EURUSD", site.clock() + 1000, 1.18456, 1.18466))
     await page.wait_for_function("() => document.querySelector('#last-price').textContent.includes('18456')")
     assert page.errors == []  # type: ignore[attr-defined]
-    shot = screenshot_dir(tmp_path) / "webapp-chart.png"
+    shot = screenshot_dir() / "webapp-chart.png"
     await page.screenshot(path=str(shot))
     print(f"screenshot: {shot}")
 
