@@ -183,9 +183,11 @@ async def create_app(
     async with sessionmaker() as session:
         tiers = TierCatalog(await load_tiers(session))
     redis = _redis(settings.redis_url) if settings.redis_url else None
+    # FSM storage gets its own client: aiogram closes the storage when polling stops, and the workers
+    # sharing ``redis`` must keep their connections until App.close.
     storage: BaseStorage = (
-        RedisStorage(redis, key_builder=DefaultKeyBuilder(with_bot_id=True, with_destiny=True))
-        if redis is not None
+        RedisStorage(_redis(settings.redis_url), key_builder=DefaultKeyBuilder(with_bot_id=True, with_destiny=True))
+        if settings.redis_url
         else MemoryStorage()
     )
     if limiter is None:
