@@ -76,6 +76,7 @@ from workers.outbox import OutboxSender, Pacers
 from workers.partition import AgentJobs
 from workers.scheduler import Scheduler, default_jobs
 from workers.trading_runtime import TradingRuntime
+from workers.user_sync import UserCacheSync
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,7 @@ class App:
     outbox: OutboxSender | None = None  # its sender, started by start_background when there is a bot
     scheduler: Scheduler | None = None  # periodic jobs behind the leader lease (workers/scheduler.py)
     ops: OpsMonitor = field(init=False)  # the figures /metrics, /status and /admin share
+    user_sync: UserCacheSync | None = None  # with Redis: profile changes reach every process's cache
 
     def start_background(self, bot: Bot | None = None, *, workers: bool | None = None) -> None:
         """Background tasks. ``workers`` (default: unless WORKERS=external) adds the workers: market feed,
@@ -116,6 +118,8 @@ class App:
         senders. Without them (a bot replica beside ``python -m bot worker``) proactive messages are only
         queued in the outbox; the worker delivers them."""
         self.tasks.append(asyncio.create_task(self._flush_usage(), name="usage-flush"))
+        if self.user_sync is not None:
+            self.tasks.append(asyncio.create_task(self.user_sync.run(), name="user-changes"))
         if bot is not None:  # open dashboards live in this process's dispatcher
             self.tasks.append(asyncio.create_task(self.dashboards.run(bot), name="dashboard-refresh"))
         if workers is None:
@@ -198,6 +202,7 @@ async def create_app(
     meter = Meter(SqlUsageStore(sessionmaker))
     health = HealthService(_probes(engine, redis))
     app = App(settings, engine, sessionmaker, redis, storage, i18n, tiers, registry, users, meter, health)
+    app.user_sync = UserCacheSync(redis, users) if redis is not None else None
     app.billing = BillingService(
         tiers, users, settings.secret(), unit=lambda: UnitOfWork(sessionmaker), stripe=_stripe(settings)
     )

@@ -46,8 +46,9 @@ async def set_commands(bot: Bot, registry: Registry, app: App) -> None:
 
 async def run(settings: Settings, started: float | None = None) -> int:
     started = started if started is not None else time.perf_counter()
-    if settings.workers == "external" and settings.redis_url is None:  # bot/worker.py: they meet in Redis
-        print("WORKERS=external: the bot and `python -m bot worker` share alert changes through Redis: set REDIS_URL.")
+    problem = settings.split_problem() if settings.workers == "external" else None  # beside `python -m bot worker`
+    if problem is not None:
+        print(f"WORKERS=external: {problem}")
         return 2
     app = await create_app(settings)
     bot = create_bot(settings)

@@ -12,6 +12,16 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 IdSet = Annotated[frozenset[int], NoDecode]
 
 
+NEEDS_REDIS = (
+    "The worker and the bot replicas share alert rule changes, caches and the scheduler lease through Redis: "
+    "set REDIS_URL."
+)
+NEEDS_SECRET = (
+    "Several processes serve this deployment: set SECRET_KEY, the same long random value on each of them "
+    "(it encrypts stored MT5 passwords and signs links; a key generated per process could not read the others' data)."
+)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
@@ -70,6 +80,14 @@ class Settings(BaseSettings):
     def ensure_data_dir(self) -> Path:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         return self.data_dir
+
+    def split_problem(self) -> str | None:
+        """Why a process of a split deployment (a worker, or a bot replica beside one) cannot start."""
+        if self.redis_url is None:
+            return NEEDS_REDIS
+        if self.secret_key is None:
+            return NEEDS_SECRET
+        return None
 
     def secret(self) -> bytes:
         """SECRET_KEY, or a key generated once into DATA_DIR (kept private to its owner)."""

@@ -30,18 +30,13 @@ from bot.web.app import create_web_app
 log = logging.getLogger("hybrid.worker")
 
 NEEDS_TOKEN = "The worker sends the bot's messages: set BOT_TOKEN (the same one the bot replicas use)."
-NEEDS_REDIS = (
-    "The worker and the bot replicas share alert rule changes and the scheduler lease through Redis: set REDIS_URL."
-)
 
 
 def check(settings: Settings) -> str | None:
     """Why this worker cannot start, or None."""
     if settings.bot_token is None:
         return NEEDS_TOKEN
-    if settings.redis_url is None:
-        return NEEDS_REDIS
-    return None
+    return settings.split_problem()
 
 
 async def run_worker(settings: Settings, started: float | None = None, *, stop: asyncio.Event | None = None) -> int:

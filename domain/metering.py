@@ -4,7 +4,9 @@ Events are buffered in memory and written in batches by :meth:`Meter.flush`
 (called by a background task every ``FLUSH_EVERY`` seconds and at shutdown).
 Each event carries a random id that is its primary key, so a batch retried
 after a failed commit is never counted twice. Counts include the events still
-in the buffer, so quotas are exact within a process.
+in the buffer. A quota'd use (an AI analysis) is not buffered: :meth:`Meter.claim`
+counts and records it in one locked transaction, so a quota holds exactly
+across every process of the deployment, even under concurrent requests.
 """
 
 from __future__ import annotations
@@ -45,6 +47,14 @@ class UsageStore(Protocol):
 
     async def write(self, events: list[UsageEvent]) -> None: ...
     async def totals(self, user_id: int, since: datetime, until: datetime) -> dict[tuple[str, str], int]: ...
+    async def claim(self, event: UsageEvent, since: datetime, limit: int) -> int | None: ...
+    async def refund(self, event_id: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    event_id: str
+    used: int  # including this one
 
 
 class Meter:
@@ -53,9 +63,21 @@ class Meter:
         self._clock = clock
         self._buffer: list[UsageEvent] = []
         self._lock = asyncio.Lock()
+        self._claims = asyncio.Lock()  # one process's claims take turns (SQLite has no row locks)
 
     def record(self, user_id: int, kind: UsageKind, name: str, quantity: int = 1) -> None:
         self._buffer.append(UsageEvent(uuid.uuid4().hex, user_id, kind, name, quantity, self._clock()))
+
+    async def claim(self, user_id: int, kind: UsageKind, name: str, since: datetime, limit: int) -> Claim | None:
+        """Record one use unless ``limit`` uses since ``since`` are already recorded; None when used up."""
+        event = UsageEvent(uuid.uuid4().hex, user_id, kind, name, 1, self._clock())
+        async with self._claims:
+            used = await self._store.claim(event, since, limit)
+        return None if used is None else Claim(event.id, used)
+
+    async def refund(self, claim: Claim) -> None:
+        """Take back a claimed use whose work failed."""
+        await self._store.refund(claim.event_id)
 
     @property
     def pending(self) -> int:

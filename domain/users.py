@@ -3,7 +3,9 @@
 A user is created on first contact. To keep the hot path free of writes, the
 profile is cached for ``CACHE_TTL`` and ``last_seen_at`` is written at most
 once per ``SEEN_EVERY``; every write through :class:`UserService` refreshes the
-cache, so a user sees their own change at once.
+cache, so a user sees their own change at once, and is announced to
+``on_change`` listeners: with several processes, workers/user_sync.py drops the
+profile from every other process's cache.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import secrets
 import zoneinfo
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -145,6 +148,9 @@ class _ProfileCache:
     def drop(self, user_id: int) -> None:
         self._items.pop(user_id, None)
 
+    def clear(self) -> None:
+        self._items.clear()
+
 
 @dataclass(frozen=True, slots=True)
 class Seen:
@@ -166,6 +172,7 @@ class UserService:
         self._support = support_ids
         self._clock = clock
         self._cache = _ProfileCache()
+        self.on_change: list[Callable[[int], None]] = []  # told the id of each user written here
 
     async def seen(self, uow: UsersUnit, profile: Profile) -> Seen:
         """The user behind an update: created on first contact; last-seen kept fresh cheaply."""
@@ -224,10 +231,23 @@ class UserService:
     def remember(self, user: User) -> None:
         """Cache a user just written by another service."""
         self._cache.put(user, self._clock())
+        self._changed(user.id)
 
     def forget(self, user_id: int) -> None:
         """Drop a cached profile after a change made elsewhere (billing, staff)."""
         self._cache.drop(user_id)
+        self._changed(user_id)
+
+    def drop_cached(self, user_id: int | None = None) -> None:
+        """Drop a profile (None: all) from this process's cache: another process changed it."""
+        if user_id is None:
+            self._cache.clear()
+        else:
+            self._cache.drop(user_id)
+
+    def _changed(self, user_id: int) -> None:
+        for listener in self.on_change:
+            listener(user_id)
 
     def _new_user(self, profile: Profile, now: datetime) -> User:
         if profile.id in self._admins:

@@ -14,7 +14,6 @@ recorded once by a conditional UPDATE, whichever process sees the tick).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from typing import Any
@@ -25,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from domain.alerts.models import AlertRule, AlertStatus
 from domain.alerts.service import AlertEvaluator
 from domain.db.trading import SqlTradingRepository
+from workers.pubsub import follow
 
 log = logging.getLogger(__name__)
 
@@ -89,37 +89,9 @@ class AlertFollower:
         self.subscribed = asyncio.Event()
 
     async def run(self, retry: float = 1.0, max_retry: float = 30.0) -> None:
-        delay, first = retry, True
-        while True:
-            try:
-                pubsub = self._redis.pubsub()
-                try:
-                    await pubsub.subscribe(CHANNEL)
-                    if not first:  # changes published while we were away are lost: read them all
-                        await self._evaluator.load()
-                    first = False
-                    self.subscribed.set()
-                    delay = retry
-                    while True:
-                        # get_message with a timeout, not listen(): redis-py can swallow a cancellation
-                        # that lands in a blocking pub/sub read, so look at our own state every second.
-                        task = asyncio.current_task()
-                        if task is not None and task.cancelling():
-                            raise asyncio.CancelledError
-                        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                        if message is not None and message.get("type") == "message":
-                            await self.apply(message["data"])
-                finally:
-                    self.subscribed.clear()
-                    with contextlib.suppress(Exception):
-                        await pubsub.aclose()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning("alert changes: Redis unavailable, resubscribing in %.0fs", delay, exc_info=True)
-                first = False
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, max_retry)
+        """Follow the channel; after a re-subscription read every live rule again (changes were missed)."""
+        await follow(self._redis, CHANNEL, self.apply, self._evaluator.load, subscribed=self.subscribed,
+                     retry=retry, max_retry=max_retry)  # fmt: skip
 
     async def apply(self, raw: bytes | str) -> None:
         try:

@@ -3,16 +3,16 @@ and publishes new ticks on the tick bus (bars and the alert evaluator listen the
 
 Watched symbols are those with live alerts plus those users asked about in
 the last hour: in this process and, with Redis, in any process of the
-deployment (``shared``: workers/partition.py SharedWatch). A gateway failure
+deployment (``shared``: workers/partition.py SharedWatch). With several
+worker processes each polls only its share of them (``share``: FeedShare) and
+its alert evaluator judges only those symbols' ticks. A gateway failure
 marks the hub disconnected and retries with exponential backoff; the feed
-never dies of it. It also writes the demo terminal's snapshot when trades or
-SL/TP changed it.
+never dies of it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import TYPE_CHECKING
@@ -20,16 +20,16 @@ from typing import TYPE_CHECKING
 from domain.alerts.service import AlertEvaluator
 from domain.market.bars import BarAggregator
 from domain.market.errors import GatewayError
+from domain.market.models import Tick
 from domain.market.tickbus import InProcessTickBus, TickBus
 from domain.trading.market import MarketHub
 
 if TYPE_CHECKING:
-    from workers.partition import SharedWatch
+    from workers.partition import FeedShare, SharedWatch
 
 log = logging.getLogger(__name__)
 
 WATCH_TTL = 3600.0
-SNAPSHOT_EVERY = 30.0
 
 
 class MarketFeed:
@@ -42,13 +42,15 @@ class MarketFeed:
         max_backoff: float = 60.0,
         bus: TickBus | None = None,
         shared: SharedWatch | None = None,
+        share: FeedShare | None = None,
     ) -> None:
         self.hub = hub
         self.evaluator = evaluator
         self.bus: TickBus = bus if bus is not None else InProcessTickBus()
         self.bars = BarAggregator()
         self.bus.add_listener(self.bars.on_tick)
-        self.bus.add_listener(evaluator.on_tick)
+        self.share = share
+        self.bus.add_listener(evaluator.on_tick if share is None else self._evaluate)
         self.interval = interval
         self.max_backoff = max_backoff
         self._last: dict[str, int] = {}
@@ -62,12 +64,18 @@ class MarketFeed:
             if now - at > WATCH_TTL:
                 del self.hub.watched[s]
         wanted = {r.symbol for r in self.evaluator.index.rules()} | set(self.hub.watched) | self._shared
-        return sorted(wanted)
+        return sorted(s for s in wanted if self.share is None or self.share.owns(s))
+
+    def _evaluate(self, tick: Tick) -> None:
+        if self.share is None or self.share.owns(tick.symbol):
+            self.evaluator.on_tick(tick)
 
     async def poll_once(self) -> int:
         """Publish each watched symbol's tick if it is new; returns how many were published."""
         if self.shared is not None:
             self._shared = await self.shared.symbols()  # cached: Redis is read about once a second
+        if self.share is not None:
+            await self.share.beat()
         gw = self.hub.data_gateway()
         published = 0
         for symbol in self.symbols():
@@ -86,7 +94,6 @@ class MarketFeed:
 
     async def run(self) -> None:
         delay = self.interval
-        last_save = time.monotonic()
         while True:
             try:
                 await self.poll_once()
@@ -101,9 +108,4 @@ class MarketFeed:
                     log.warning("market feed: gateway down (%s); retrying with backoff", exc.code)
                 self.hub.connected = False
                 delay = min(max(delay * 2, 1.0), self.max_backoff)
-            if time.monotonic() - last_save >= SNAPSHOT_EVERY:
-                last_save = time.monotonic()
-                with contextlib.suppress(Exception):
-                    self.hub.mark_dirty()
-                    await self.hub.save_snapshot()
             await asyncio.sleep(delay)

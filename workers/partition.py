@@ -10,6 +10,15 @@ seconds), trimmed to ``WATCH_TTL``. ``note`` is synchronous and never waits for
 Redis: a symbol is written at most once per ``WRITE_EVERY`` per process, by a
 background task. The feed reads the set at most once per ``READ_EVERY``.
 
+``FeedShare``: which watched symbols this worker's market feed polls. Each
+feeding process beats into the sorted set ``market:feeders`` (member → last
+beat) every ``BEAT_EVERY``; members silent for ``FEEDER_TTL`` are dropped, so a
+dead worker's symbols move to the survivors within that time. Each symbol
+belongs to the live member with the highest hash of (member, symbol)
+(rendezvous hashing: a member joining or leaving moves only its own share).
+Without Redis a process polls everything: a tick twice is harmless (alert
+firings are claimed in the database), a tick missing is not.
+
 ``AgentJobs``: the agent runner's work as a Redis Stream (``agents:jobs``,
 trimmed to ``JOBS_MAXLEN``) read by one consumer group. On each pass one
 process (the first to take the pass key, which expires after the interval)
@@ -25,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import secrets
@@ -44,6 +54,10 @@ log = logging.getLogger(__name__)
 WATCH_KEY = "market:watched"
 WRITE_EVERY = 60.0  # a process writes the same symbol at most this often
 READ_EVERY = 1.0  # the feed reads the shared set at most this often
+
+FEEDERS_KEY = "market:feeders"
+BEAT_EVERY = 5.0
+FEEDER_TTL = 15.0
 
 JOBS_STREAM = "agents:jobs"
 JOBS_GROUP = "agent-runners"
@@ -140,6 +154,63 @@ class SharedWatch:
     async def aclose(self) -> None:
         with contextlib.suppress(RedisError, OSError):
             await self.flush()
+
+
+class FeedShare:
+    """This process's share of the market feed's symbols, among the live feeding processes."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        member: str | None = None,
+        key: str = FEEDERS_KEY,
+        beat_every: float = BEAT_EVERY,
+        ttl: float = FEEDER_TTL,
+        clock: Clock = time.time,
+    ) -> None:
+        self._redis = redis
+        self.member = member or consumer_name()
+        self._key = key
+        self._beat_every, self._ttl, self._clock = beat_every, ttl, clock
+        self._beat_at: float | None = None
+        self.members: list[str] = []  # the live members as last read; empty: poll everything
+
+    async def beat(self) -> None:
+        """Say this process is alive and read who else is (at most once per ``beat_every``)."""
+        now = self._clock()
+        if self._beat_at is not None and 0 <= now - self._beat_at < self._beat_every:
+            return
+        self._beat_at = now
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.zadd(self._key, {self.member: now})
+                pipe.zremrangebyscore(self._key, "-inf", f"({now - self._ttl}")
+                pipe.zrange(self._key, 0, -1)
+                *_, names = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            if self.members:
+                log.warning("feed share: Redis unreachable (%s); polling every symbol", type(exc).__name__)
+            self.members = []
+            return
+        members = sorted(n.decode() if isinstance(n, bytes) else str(n) for n in names)
+        if members != self.members:
+            log.info("feed share: %d feeding process(es)", len(members))
+        self.members = members
+
+    def owns(self, symbol: str) -> bool:
+        if not self.members:
+            return True
+        return max(self.members, key=lambda m: _weight(m, symbol)) == self.member
+
+    async def leave(self) -> None:
+        with contextlib.suppress(RedisError, OSError):
+            await self._redis.zrem(self._key, self.member)
+
+
+def _weight(member: str, symbol: str) -> bytes:
+    """The same in every process (unlike ``hash``, which is salted per process)."""
+    return hashlib.blake2b(f"{member}\x00{symbol}".encode(), digest_size=8).digest()
 
 
 class Runner(Protocol):

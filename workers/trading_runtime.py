@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from domain.alerts.service import AlertEvaluator
-from domain.db.trading import SqlAlertStore, SqlSnapshotStore
+from domain.db.trading import SqlAlertStore, SqlDemoStore
 from domain.db.uow import UnitOfWork
 from domain.health import HealthService, Probe
 from domain.market.redis_tickbus import RedisTickBus
@@ -33,7 +33,7 @@ from bot.notify import Notifier
 from workers.alert_delivery import AlertDelivery
 from workers.alert_sync import AlertFollower, PublishingEvaluator
 from workers.market_feed import MarketFeed
-from workers.partition import SharedWatch
+from workers.partition import FeedShare, SharedWatch
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,11 @@ class TradingRuntime:
         self.watchlist = SharedWatch(redis) if redis is not None else None
         if self.watchlist is not None:
             hub.share_watch(self.watchlist.note)
-        self.feed = MarketFeed(hub, self.evaluator, interval=feed_interval, bus=self.stream, shared=self.watchlist)
+        # With Redis, several worker processes split the watched symbols (and their alerts) between them.
+        self.share = FeedShare(redis) if redis is not None else None
+        self.feed = MarketFeed(
+            hub, self.evaluator, interval=feed_interval, bus=self.stream, shared=self.watchlist, share=self.share
+        )
         # With Redis, rule changes also reach the evaluator of a separate worker process (workers/alert_sync.py).
         evaluator = PublishingEvaluator(self.evaluator, redis) if redis is not None else self.evaluator
         self.alerts = AlertService(hub, evaluator)  # type: ignore[arg-type]
@@ -68,8 +72,8 @@ class TradingRuntime:
         return runtime
 
     async def load(self) -> None:
-        """Restore the demo terminal and the live alert rules (again after a restart)."""
-        await self.hub.start(SqlSnapshotStore(self.sessionmaker))
+        """Attach the stored demo accounts and load the live alert rules (again after a restart)."""
+        await self.hub.start(SqlDemoStore(self.sessionmaker))
         await self.evaluator.load()
 
     def install(self, dp: Dispatcher, health: HealthService) -> None:
@@ -127,4 +131,6 @@ class TradingRuntime:
                 await self.stream.aclose()
         if self.watchlist is not None:
             await self.watchlist.aclose()
+        if self.share is not None:
+            await self.share.leave()
         await self.hub.close()

@@ -248,23 +248,26 @@ class AgentService:
         """One metered analysis (Quota.AI_PER_DAY per user-local day) of ``symbol`` on ``tf``."""
         spec = await self.hub.resolve(symbol)
         limit = tier.quota(Quota.AI_PER_DAY)
-        used = await self.meter.used(user.id, UsageKind.FEATURE, Quota.AI_PER_DAY, self.quotas.day_start(user))
-        if used >= limit:
+        claim = await self.meter.claim(user.id, UsageKind.FEATURE, Quota.AI_PER_DAY, self.quotas.day_start(user), limit)
+        if claim is None:
             upgrade = next((t for t in self.tiers if t.quota(Quota.AI_PER_DAY) > limit), None)
             raise AiQuotaExceeded("ai analyses used up", limit=limit, tier=upgrade.code if upgrade else tier.code)
-        self.hub.watch([spec.name])
-        series = await self.closed_series(spec.name, tf)
-        computed = self.compute(series)
-        visible = self.visible_agents(tier)
-        stats = await stats_map(uow.agents, spec.name, tf.value)
-        decision = self.decide(computed, stats, visible)
-        self.meter.record(user.id, UsageKind.FEATURE, Quota.AI_PER_DAY)
-        subscribed = spec.name in await uow.agents.subscriptions(user.id)
+        try:
+            self.hub.watch([spec.name])
+            series = await self.closed_series(spec.name, tf)
+            computed = self.compute(series)
+            visible = self.visible_agents(tier)
+            stats = await stats_map(uow.agents, spec.name, tf.value)
+            decision = self.decide(computed, stats, visible)
+            subscribed = spec.name in await uow.agents.subscriptions(user.id)
+        except BaseException:
+            await self.meter.refund(claim)  # a failed analysis costs nothing
+            raise
         return Analysis(
             symbol=spec.name, timeframe=tf, digits=spec.digits, decision=decision,
             limited=not tier.has(Feature.ALL_AGENTS),
             locked=tuple(a.name for a in self.agents if a.name not in visible),
-            errors=computed.errors, used=used + 1, limit=limit, subscribed=subscribed,
+            errors=computed.errors, used=claim.used, limit=limit, subscribed=subscribed,
         )  # fmt: skip
 
     # ---- /agents ----

@@ -217,12 +217,34 @@ class AlertRow(Base):
     created_at: Mapped[datetime]
 
 
-class SimSnapshotRow(Base):
-    __tablename__ = "sim_snapshots"
+# --- Simulated demo accounts, shared by every process (revision 0009) ---
 
-    name: Mapped[str] = mapped_column(String(32), primary_key=True)
-    data: Mapped[dict[str, Any]]
+
+class SimAccountRow(Base):
+    __tablename__ = "sim_accounts"
+
+    login: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    version: Mapped[int] = mapped_column(Integer)
+    state: Mapped[dict[str, Any]]
+    deals: Mapped[int] = mapped_column(Integer)  # how many sim_deals rows the account has
     updated_at: Mapped[datetime]
+
+
+class SimDealRow(Base):
+    __tablename__ = "sim_deals"
+
+    login: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("sim_accounts.login", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    data: Mapped[list[Any]] = mapped_column(JSON)
+
+
+class SimSequenceRow(Base):
+    __tablename__ = "sim_sequences"
+
+    name: Mapped[str] = mapped_column(String(16), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)
 
 
 # --- Billing (revision 0003) ---

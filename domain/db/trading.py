@@ -1,12 +1,13 @@
-"""Trading repositories: accounts, profiles, orders, alerts, simulated-terminal snapshots.
+"""Trading repositories: accounts, profiles, orders, alerts, the simulated terminal's demo accounts.
 
 Like the other repositories they never commit, except :class:`SqlAlertStore`
-(the evaluator's repository), which runs its own short transactions.
+(the evaluator's repository) and :class:`SqlDemoStore`, which run their own short transactions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
@@ -16,7 +17,15 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from domain.alerts.models import AlertKind, AlertRule, AlertStatus
-from domain.db.models import AlertRow, OrderRow, SimSnapshotRow, TradingAccountRow, TradingProfileRow
+from domain.db.models import (
+    AlertRow,
+    OrderRow,
+    SimAccountRow,
+    SimDealRow,
+    SimSequenceRow,
+    TradingAccountRow,
+    TradingProfileRow,
+)
 from domain.trading.models import (
     AccountKind,
     LinkedAccount,
@@ -268,21 +277,60 @@ async def mark_triggered_in(
     return bool(result.rowcount == 1)
 
 
-class SqlSnapshotStore:
-    """Named JSON snapshots (the demo terminal's accounts); own transactions."""
+class SqlDemoStore:
+    """The simulated terminal's demo accounts (``sim_accounts``/``sim_deals``); own transactions.
+
+    :meth:`locked` holds one account's row (``FOR UPDATE`` on PostgreSQL) for the
+    length of one terminal call, so processes take turns on an account.
+    """
 
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         self._sessionmaker = sessionmaker
 
-    async def load(self, name: str) -> dict[str, Any] | None:
-        async with self._sessionmaker() as session:
-            row = await session.get(SimSnapshotRow, name)
-            return dict(row.data) if row else None
+    @asynccontextmanager
+    async def locked(self, login: int) -> AsyncIterator[LockedAccount]:
+        async with self._sessionmaker() as session, session.begin():
+            row = await session.scalar(select(SimAccountRow).where(SimAccountRow.login == login).with_for_update())
+            yield LockedAccount(session, login, row)
 
-    async def save(self, name: str, data: dict[str, Any], now: datetime) -> None:
-        async with self._sessionmaker() as session:
-            stmt = _insert(session)(SimSnapshotRow).values(name=name, data=data, updated_at=now)
+    async def reserve(self, name: str, count: int, start: int) -> int:
+        """Reserve ``count`` ids of the sequence ``name`` (first use starts at ``start``); returns the first."""
+        async with self._sessionmaker() as session, session.begin():
             await session.execute(
-                stmt.on_conflict_do_update(index_elements=["name"], set_={"data": data, "updated_at": now})
+                _insert(session)(SimSequenceRow).values(name=name, value=start).on_conflict_do_nothing()
             )
-            await session.commit()
+            end = await session.scalar(
+                update(SimSequenceRow).where(SimSequenceRow.name == name)
+                .values(value=SimSequenceRow.value + count).returning(SimSequenceRow.value)
+            )  # fmt: skip
+        assert end is not None
+        return int(end) - count
+
+
+class LockedAccount:
+    """One account's row inside :meth:`SqlDemoStore.locked` (None when it is not stored yet)."""
+
+    def __init__(self, session: AsyncSession, login: int, row: SimAccountRow | None) -> None:
+        self._s, self.login, self.row = session, login, row
+
+    async def deals(self, start: int = 0) -> list[list[Any]]:
+        rows = await self._s.scalars(
+            select(SimDealRow.data).where(SimDealRow.login == self.login, SimDealRow.seq >= start)
+            .order_by(SimDealRow.seq)
+        )  # fmt: skip
+        return list(rows)
+
+    async def save(self, state: dict[str, Any], deals: Sequence[Sequence[Any]], now: datetime) -> int:
+        """Store the state and append ``deals`` after the stored ones; returns the new version."""
+        stored = self.row.deals if self.row is not None else 0
+        if self.row is None:
+            self.row = SimAccountRow(login=self.login, version=0, state=state, deals=0, updated_at=now)
+            self._s.add(self.row)
+            await self._s.flush()  # a concurrent first save fails here, on the primary key
+        self._s.add_all(
+            SimDealRow(login=self.login, seq=stored + i, data=list(d)) for i, d in enumerate(deals)
+        )  # fmt: skip
+        self.row.state, self.row.deals, self.row.updated_at = state, stored + len(deals), now
+        self.row.version += 1
+        await self._s.flush()
+        return self.row.version

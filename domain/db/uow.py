@@ -6,9 +6,11 @@ that need no data (most /help presses) cost no connection at all.
 
 from __future__ import annotations
 
-from datetime import datetime
+import hashlib
+from datetime import datetime, timedelta
 from types import TracebackType
 
+from sqlalchemy import delete, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from domain.db.agents import SqlAgentRepository
@@ -16,6 +18,7 @@ from domain.db.analytics import SqlEquityRepository
 from domain.db.autotrade import SqlAutoTradeRepository
 from domain.db.billing import SqlBillingRepository
 from domain.db.broadcast import SqlBroadcastRepository
+from domain.db.models import UsageEventRow
 from domain.db.repositories import SqlAuditRepository, SqlUserRepository, insert_usage, usage_totals
 from domain.db.support import SqlAdminRepository, SqlConsentRepository, SqlFeedbackRepository, SqlPersonalData, SqlTicketRepository
 from domain.db.trading import SqlTradingRepository
@@ -137,3 +140,23 @@ class SqlUsageStore:
     async def totals(self, user_id: int, since: datetime, until: datetime) -> dict[tuple[str, str], int]:
         async with self._sessionmaker() as session:
             return await usage_totals(session, user_id, since, until)
+
+    async def claim(self, event: UsageEvent, since: datetime, limit: int) -> int | None:
+        """Count and record under a per-(user, kind, name) lock: PostgreSQL's transaction-scoped
+        advisory lock across processes (SQLite serves one process, whose claims the meter serializes)."""
+        async with self._sessionmaker() as session, session.begin():
+            if session.bind.dialect.name == "postgresql":
+                key = f"usage:{event.user_id}:{event.kind.value}:{event.name}".encode()
+                lock = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big", signed=True)
+                await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock})
+            used = (await usage_totals(session, event.user_id, since, event.at + timedelta(microseconds=1))).get(
+                (event.kind.value, event.name), 0
+            )
+            if used + event.quantity > limit:
+                return None
+            await insert_usage(session, [event])
+            return used + event.quantity
+
+    async def refund(self, event_id: str) -> None:
+        async with self._sessionmaker() as session, session.begin():
+            await session.execute(delete(UsageEventRow).where(UsageEventRow.id == event_id))

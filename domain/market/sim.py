@@ -13,10 +13,14 @@ Results are MT5 records (:mod:`domain.market.mt5api`); the module facade
 from __future__ import annotations
 
 import asyncio
+import copy
+import hashlib
+import hmac
 import itertools
 import math
+import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -65,13 +69,14 @@ class _Position:
 @dataclass
 class _Account:
     login: int
-    password: str | None
+    password: str | None  # a salted verifier (see _verifier), never the password itself
     name: str
     currency: str
     leverage: int
     balance: float
     positions: dict[int, _Position] = field(default_factory=dict)
     deals: list[Any] = field(default_factory=list)
+    done_g: int | None = None  # last substep whose SL/TP/stop-out were processed for this account
 
     @property
     def digits(self) -> int:
@@ -112,12 +117,12 @@ class SimTerminal:
         self.margin_call_level = margin_call_level
         self._lock = threading.RLock()
         self._accounts: dict[int, _Account] = {}
-        self._logins = itertools.count(5_000_001)
-        self._orders = itertools.count(100_000_001)
-        self._deals = itertools.count(200_000_001)
+        # Id sources; a shared deployment swaps in blocks reserved in the database (domain/trading/demo.py).
+        self._logins: Iterator[int] = itertools.count(5_000_001)
+        self._orders: Iterator[int] = itertools.count(100_000_001)
+        self._deals: Iterator[int] = itertools.count(200_000_001)
         self._faults: list[_Fault] = []
         self._disabled: set[str] = set()
-        self._done_g: int | None = None  # last substep whose SL/TP were processed
         self._at_ms: int | None = None
 
     # -- time ---------------------------------------------------------------------
@@ -287,16 +292,20 @@ class SimTerminal:
         *,
         password: str | None = None,
         name: str = "Demo account",
+        login: int | None = None,
     ) -> int:
-        """Open a hedging demo account funded with ``balance``; returns its login."""
+        """Open a hedging demo account funded with ``balance``; returns its login (the next free
+        one unless ``login`` is given)."""
         if currency not in ACCOUNT_CURRENCIES:
             raise ValueError(f"account currency must be one of {sorted(ACCOUNT_CURRENCIES)}")
         if balance <= 0 or not 1 <= leverage <= 3000:
             raise ValueError("balance must be positive and leverage within 1..3000")
         with self._lock:
-            self._sync()
-            login = next(self._logins)
-            acc = _Account(login, password, name, currency, int(leverage), 0.0)
+            login = next(self._logins) if login is None else int(login)
+            if login in self._accounts:
+                raise ValueError(f"account {login} exists")
+            verifier = None if password is None else _verifier(password, secrets.token_hex(8))
+            acc = _Account(login, verifier, name, currency, int(leverage), 0.0, done_g=self.now_ms() // SUBSTEP_MS)
             self._accounts[login] = acc
             self._book_balance(acc, float(balance), "Demo deposit")
             return login
@@ -304,8 +313,7 @@ class SimTerminal:
     def deposit(self, login: int, amount: float, comment: str = "Deposit") -> None:
         """Add (or with a negative amount, withdraw) balance."""
         with self._lock:
-            self._sync()
-            self._book_balance(self._account(login), float(amount), comment)
+            self._book_balance(self._synced(login), float(amount), comment)
 
     def _book_balance(self, acc: _Account, amount: float, comment: str) -> None:
         now = self.now_ms()
@@ -339,20 +347,43 @@ class SimTerminal:
             raise KeyError(f"no account {login}")
         return acc
 
+    def _synced(self, login: int) -> _Account:
+        acc = self._account(login)
+        self._sync_account(acc)
+        return acc
+
     def account_currency(self, login: int) -> str:
         return self._account(login).currency
 
     def logins(self) -> list[int]:
         return list(self._accounts)
 
+    def has_account(self, login: int) -> bool:
+        return login in self._accounts
+
+    def export_account(self, login: int) -> _Account:
+        """A deep copy of one account (its state after SL/TP caught up to now), for persisting."""
+        with self._lock:
+            self._sync_account(self._account(login))
+            return copy.deepcopy(self._accounts[login])
+
+    def install_account(self, acc: _Account) -> None:
+        """Put ``acc`` in place of the account with its login (state loaded from elsewhere)."""
+        with self._lock:
+            self._accounts[acc.login] = acc
+
     def authenticate(self, login: int, password: str | None) -> bool:
         acc = self._accounts.get(login)
-        return acc is not None and (acc.password is None or acc.password == password)
+        if acc is None:
+            return False
+        if acc.password is None:
+            return True
+        salt = acc.password.split("$", 2)[1]
+        return password is not None and hmac.compare_digest(acc.password, _verifier(password, salt))
 
     def account_info(self, login: int) -> Any:
         with self._lock:
-            self._sync()
-            acc = self._account(login)
+            acc = self._synced(login)
             s = self._state(acc)
             return _R.AccountInfo(
                 login,
@@ -387,8 +418,7 @@ class SimTerminal:
 
     def positions(self, login: int, symbol: str | None = None, ticket: int | None = None) -> list[Any]:
         with self._lock:
-            self._sync()
-            acc = self._account(login)
+            acc = self._synced(login)
             out = []
             for p in acc.positions.values():
                 if (symbol is not None and p.symbol != symbol) or (ticket is not None and p.ticket != ticket):
@@ -421,10 +451,9 @@ class SimTerminal:
 
     def deals(self, login: int, date_from: int, date_to: int, position: int | None = None) -> list[Any]:
         with self._lock:
-            self._sync()
             return [
                 d
-                for d in self._account(login).deals
+                for d in self._synced(login).deals
                 if date_from <= d.time <= date_to and (position is None or d.position_id == position)
             ]
 
@@ -442,8 +471,7 @@ class SimTerminal:
     # -- trading --------------------------------------------------------------------
     def order_check(self, login: int, request: dict[str, Any]) -> Any:
         with self._lock:
-            self._sync()
-            acc = self._account(login)
+            acc = self._synced(login)
             s = self._state(acc)
             code, comment, margin = self._validate(acc, request)
             after = s["margin"] + margin
@@ -463,8 +491,7 @@ class SimTerminal:
 
     def order_send(self, login: int, request: dict[str, Any], *, requote: bool = False) -> Any:
         with self._lock:
-            self._sync()
-            acc = self._account(login)
+            acc = self._synced(login)
             code, comment, _ = self._validate(acc, request)
             symbol = str(request.get("symbol", ""))
             q = self._quote(symbol) if symbol in self.prices.universe else None
@@ -641,25 +668,37 @@ class SimTerminal:
 
     # -- the market moves -------------------------------------------------------------
     def _sync(self) -> None:
-        """Trigger SL/TP and stop-outs for every substep since the last call."""
+        """Trigger SL/TP and stop-outs for every account, for every substep since its last sync."""
         now_g = self.now_ms() // SUBSTEP_MS
-        if self._done_g is None or now_g <= self._done_g:
-            self._done_g = now_g
-            return
-        g = self._done_g + 1
-        try:
-            while g <= now_g:
-                end = min(now_g, g + PER_HOUR - 1)
-                self._process(g, end)
-                g = end + 1
-        finally:
-            self._at_ms = None
-        self._done_g = now_g
+        behind: dict[int | None, list[_Account]] = {}
+        for acc in self._accounts.values():
+            if acc.done_g is None or acc.done_g < now_g:
+                behind.setdefault(acc.done_g, []).append(acc)
+        for done_g, accounts in behind.items():  # accounts last synced together catch up together
+            self._catch_up(accounts, done_g, now_g)
 
-    def _process(self, g0: int, g1: int) -> None:
+    def _sync_account(self, acc: _Account) -> None:
+        now_g = self.now_ms() // SUBSTEP_MS
+        if acc.done_g is None or acc.done_g < now_g:
+            self._catch_up([acc], acc.done_g, now_g)
+
+    def _catch_up(self, accounts: list[_Account], done_g: int | None, now_g: int) -> None:
+        if done_g is not None:
+            g = done_g + 1
+            try:
+                while g <= now_g:
+                    end = min(now_g, g + PER_HOUR - 1)
+                    self._process(g, end, accounts)
+                    g = end + 1
+            finally:
+                self._at_ms = None
+        for acc in accounts:
+            acc.done_g = now_g
+
+    def _process(self, g0: int, g1: int, accounts: list[_Account]) -> None:
         events: list[tuple[int, int, _Account, _Position, float, int]] = []
         paths: dict[str, tuple[np.ndarray, ...]] = {}
-        for acc in self._accounts.values():
+        for acc in accounts:
             for pos in acc.positions.values():
                 if not (pos.sl or pos.tp):
                     continue
@@ -688,11 +727,11 @@ class SimTerminal:
                 digits = self.prices.universe[pos.symbol].spec.digits
                 self._close(acc, pos, pos.volume, price, reason, f"[{label} {level:.{digits}f}]", pos.magic)
         self._at_ms = g1 * SUBSTEP_MS
-        self._stop_out()
+        self._stop_out(accounts)
 
-    def _stop_out(self) -> None:
+    def _stop_out(self, accounts: list[_Account]) -> None:
         """Close the worst position while margin level is under the stop-out level."""
-        for acc in self._accounts.values():
+        for acc in accounts:
             while acc.positions:
                 s = self._state(acc)
                 if s["margin"] <= 0 or s["margin_level"] >= self.stop_out_level:
@@ -710,6 +749,12 @@ class SimTerminal:
                     f"[so {s['margin_level']:.2f}%]",
                     worst.magic,
                 )
+
+
+def _verifier(password: str, salt: str) -> str:
+    """How the simulated trade server keeps a password: ``pbkdf2$salt$hash``."""
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt.encode(), 20_000).hex()
+    return f"pbkdf2${salt}${digest}"
 
 
 def _volume_ok(volume: float, vmin: float, vmax: float, step: float) -> bool:

@@ -1,8 +1,8 @@
 """The market hub: the process's shared simulated terminal, the market-data gateway,
 per-account gateways, quotes, charts, and the feed's health numbers.
 
-Demo accounts live on one shared :class:`SimTerminal` per process, persisted
-through :mod:`domain.trading.simstate`. Live accounts get a gateway built
+Demo accounts are accounts of the simulated terminal whose state lives in the
+database (:mod:`domain.trading.demo`), so every process trades the same ones. Live accounts get a gateway built
 from the operator's settings (``MT5_BACKEND``, ``MT5_RPYC_HOST/PORT``); on
 the ``sim`` backend a "live" login is an account of the same terminal that
 must authenticate with its password (what the tests and console use).
@@ -17,7 +17,6 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from domain.market import make_gateway
@@ -27,12 +26,13 @@ from domain.market.gateway import TradingGateway
 from domain.market.models import Bar, SymbolSpec, Tick, Timeframe
 from domain.market.sim import SimGateway, SimTerminal
 from domain.market.symbols import is_valid_symbol_name, suggest
-from domain.trading import chart, simstate
+from domain.trading import chart
+from domain.trading.demo import DemoAccounts, DemoStore, SharedSimGateway
 from domain.trading.models import LinkFailed, MarketUnavailable, NoQuote, SymbolNotFound
 
 log = logging.getLogger(__name__)
 
-SNAPSHOT = "demo-terminal"
+DATA_LOGIN = 1  # the market-data account: never stored, never a user's
 CHART_BARS = 80
 CHART_CACHE = 64
 
@@ -102,7 +102,6 @@ class MarketHub:
         self._host, self._port, self._timeout = host, port, timeout
         self.terminal = SimTerminal(seed, clock=clock)
         self._data: TradingGateway | None = None
-        self._data_login: int | None = None
         self._gateways: dict[tuple[str, int], TradingGateway] = {}
         self._specs: dict[str, SymbolSpec] = {}
         self._charts: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
@@ -113,34 +112,28 @@ class MarketHub:
         self.ticks_total = 0
         self._rate: tuple[float, int] = (time.monotonic(), 0)
         self.tick_rate = 0.0
-        self._snapshots: Any = None
-        self._dirty = False
-        self._snapshot_lock = asyncio.Lock()
+        self.demo: DemoAccounts | None = None
 
     def use_clock(self, clock: Clock) -> None:
         """Swap the terminal's clock (tests, backtests) before anything trades."""
         self.terminal.clock = clock
 
     # ---- lifecycle ----
-    async def start(self, snapshots: Any) -> None:
-        """Restore the demo terminal from ``snapshots`` (a SqlSnapshotStore), then open the data feed."""
-        self._snapshots = snapshots
-        data = await snapshots.load(SNAPSHOT)
-        if data is not None and int(data.get("seed", -1)) == self.terminal.seed:
-            restored = simstate.restore(self.terminal, data)
-            log.info("demo terminal restored: %d accounts", restored)
+    async def start(self, store: DemoStore) -> None:
+        """Keep demo accounts in ``store`` (a SqlDemoStore)."""
+        self.demo = DemoAccounts(self.terminal, store)
+        await self.demo.start()
 
     def data_gateway(self) -> TradingGateway:
         if self._data is None:
-            if self.backend == "sim":
-                self._data_login = self.terminal.open_demo_account(1.0, name="Market data")
-                self._data = SimGateway(self.terminal, self._data_login)
+            if self.backend == "sim":  # a process-local account that only reads prices
+                self.terminal.open_demo_account(1.0, name="Market data", login=DATA_LOGIN)
+                self._data = SimGateway(self.terminal, DATA_LOGIN)
             else:
                 self._data = make_gateway(self.backend, host=self._host, port=self._port, timeout=self._timeout)
         return self._data
 
     async def close(self) -> None:
-        await self.save_snapshot(force=True)
         for gw in [self._data, *self._gateways.values()]:
             if gw is not None:
                 try:
@@ -149,29 +142,22 @@ class MarketHub:
                     log.debug("gateway close failed", exc_info=True)
         self._gateways.clear()
 
-    def mark_dirty(self) -> None:
-        self._dirty = True
-
-    async def save_snapshot(self, *, force: bool = False) -> None:
-        if self._snapshots is None or not (self._dirty or force):
-            return
-        async with self._snapshot_lock:
-            self._dirty = False
-            exclude = frozenset({self._data_login}) if self._data_login is not None else frozenset()
-            data = await asyncio.to_thread(simstate.dump, self.terminal, exclude)
-            await self._snapshots.save(SNAPSHOT, data, datetime.now(UTC))
-
     # ---- accounts ----
-    def open_demo(self, balance: float = 10_000.0, currency: str = "USD", leverage: int = 100) -> int:
-        login = self.terminal.open_demo_account(balance, currency, leverage)
-        self.mark_dirty()
-        return login
+    async def open_demo(self, balance: float = 10_000.0, currency: str = "USD", leverage: int = 100) -> int:
+        if self.demo is None:
+            return self.terminal.open_demo_account(balance, currency, leverage)
+        return await self.demo.open(balance, currency, leverage)
+
+    def _sim_gateway(self, login: int, password: str | None = None) -> TradingGateway:
+        if self.demo is None:
+            return SimGateway(self.terminal, login, password=password)
+        return SharedSimGateway(self.demo, login, password=password)
 
     def demo_gateway(self, login: int) -> TradingGateway:
         key = ("demo", login)
         gw = self._gateways.get(key)
         if gw is None:
-            gw = self._gateways[key] = SimGateway(self.terminal, login)
+            gw = self._gateways[key] = self._sim_gateway(login)
         return gw
 
     async def live_gateway(self, login: int, password: str, server: str) -> TradingGateway:
@@ -185,9 +171,7 @@ class MarketHub:
     async def connect_live(self, login: int, password: str, server: str) -> TradingGateway:
         """A connected gateway for a real account; LinkFailed when the login is refused."""
         if self.backend == "sim":
-            if not self.terminal.authenticate(login, password):
-                raise LinkFailed("login refused")
-            gw: TradingGateway = SimGateway(self.terminal, login, password=password)
+            gw: TradingGateway = self._sim_gateway(login, password)
         else:
             gw = make_gateway(
                 self.backend, host=self._host, port=self._port, login=login, password=password, server=server,

@@ -79,12 +79,11 @@ class TradingService:
         found = await uow.trading.account(user_id, AccountKind.DEMO)
         if found is not None:
             return found[0]
-        login = self.hub.open_demo(DEMO_BALANCE)
+        login = await self.hub.open_demo(DEMO_BALANCE)
         account = LinkedAccount(user_id, AccountKind.DEMO, login, self.hub.terminal.server)
         if await uow.trading.add_account(account, None, utcnow()):
             await uow.audit.append(AuditEntry("trading.demo_opened", user_id, user_id, Surface.CHAT, {"login": login}))
             await uow.commit()
-            await self.hub.save_snapshot()
             return account
         found = await uow.trading.account(user_id, AccountKind.DEMO)  # a concurrent first use won
         assert found is not None
@@ -490,7 +489,6 @@ class TradingService:
             await self._finish(
                 uow, order, OrderStatus.FAILED, None, {"error": "timeout", "retcodes": retcodes}, surface
             )
-            self.hub.mark_dirty()
             raise OutcomeUnknown("the gateway timed out during order_send") from exc
         except GatewayError as exc:
             await self._finish(
@@ -505,8 +503,6 @@ class TradingService:
             uow, order, status, retcodes[-1] if retcodes else None,
             {"retcodes": retcodes, "price": price, "volume": volume}, surface,
         )  # fmt: skip
-        self.hub.mark_dirty()
-        await self.hub.save_snapshot()
         return Execution(final, tuple(retcodes), ok, price, volume)
 
     async def _finish(

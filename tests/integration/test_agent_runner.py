@@ -18,7 +18,7 @@ from domain.agents.service import AgentService
 from domain.db.engine import create_engine, create_sessionmaker
 from domain.db.models import AgentSignalRow, AgentStatsHistoryRow
 from domain.db.repositories import load_tiers
-from domain.db.trading import SqlSnapshotStore
+from domain.db.trading import SqlDemoStore
 from domain.db.uow import SqlUsageStore, UnitOfWork
 from domain.market.clock import ManualClock
 from domain.market.models import Timeframe
@@ -42,7 +42,7 @@ class Env:
     async def runner(self, universe: tuple[str, ...] = ("EURUSD",)) -> AgentRunner:
         """A fresh process's runner: new hub, service and caches over the same database and clock."""
         hub = MarketHub(clock=self.clock)
-        await hub.start(SqlSnapshotStore(self.sessionmaker))
+        await hub.start(SqlDemoStore(self.sessionmaker))
         service = AgentService(hub, self.tiers, Meter(SqlUsageStore(self.sessionmaker)))
         return AgentRunner(service, self.sessionmaker, self.tiers, create_i18n(), universe=universe)
 
@@ -114,7 +114,7 @@ async def test_resolved_signals_change_weights_and_the_weights_survive_a_restart
     try:
         sm = create_sessionmaker(engine)
         hub = MarketHub(clock=env.clock)
-        await hub.start(SqlSnapshotStore(sm))
+        await hub.start(SqlDemoStore(sm))
         service = AgentService(hub, env.tiers, Meter(SqlUsageStore(sm)))
         async with UnitOfWork(sm) as uow:
             decision = await service.consensus(uow, "EURUSD", Timeframe.H1)

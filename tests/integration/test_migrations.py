@@ -65,3 +65,52 @@ async def test_stairway(empty_url: str) -> None:
         await asyncio.to_thread(migrate.upgrade, empty_url, revision)
         previous = revision
     assert await _diff(empty_url) == []  # the ORM models describe exactly what migrations build
+
+
+async def test_the_old_demo_snapshot_becomes_shared_account_rows(empty_url: str) -> None:
+    """0009 carries a 0002-style one-row snapshot over; the account then trades on, password and all."""
+    from datetime import UTC, datetime
+
+    import sqlalchemy as sa
+
+    from domain.db.trading import SqlDemoStore
+    from domain.market.clock import ManualClock
+    from domain.market.sim import SimTerminal
+    from domain.trading import simstate
+    from domain.trading.market import MarketHub
+
+    await asyncio.to_thread(migrate.upgrade, empty_url, "0008")
+    old = SimTerminal(0, clock=ManualClock(datetime(2026, 11, 18, 10, tzinfo=UTC)))
+    login = old.open_demo_account(5_000.0, password="Broker-Pass-1")
+    snapshot_acc = old._accounts[login]
+    snapshot = {
+        "version": 1, "seed": 0, "done_g": snapshot_acc.done_g, "next_login": login + 1,
+        "next_order": 100_000_010, "next_deal": 200_000_010,
+        "accounts": [{"login": login, "password": "Broker-Pass-1", "name": "Demo", "currency": "USD",
+                      "leverage": 100, "balance": 5_000.0, "positions": [],
+                      "deals": [list(d) for d in snapshot_acc.deals]}],
+    }  # fmt: skip
+    engine = create_engine(empty_url)
+    try:
+        async with engine.begin() as conn:
+            old_table = sa.table("sim_snapshots", sa.column("name"), sa.column("data", sa.JSON),
+                                 sa.column("updated_at"))  # fmt: skip
+            await conn.execute(sa.insert(old_table).values(name="demo-terminal", data=snapshot,
+                                                           updated_at=datetime.now(UTC)))  # fmt: skip
+        await asyncio.to_thread(migrate.upgrade, empty_url, "0009")
+        async with engine.connect() as conn:
+            state = (await conn.execute(sa.text("SELECT state FROM sim_accounts"))).scalar_one()
+            ticket = (await conn.execute(sa.text("SELECT value FROM sim_sequences WHERE name = 'ticket'"))).scalar()
+        stored = state if isinstance(state, dict) else __import__("json").loads(state)
+        assert "Broker-Pass-1" not in str(stored) and stored["password"].startswith("pbkdf2$")
+        assert ticket == 200_000_010
+
+        from domain.db.engine import create_sessionmaker
+
+        hub = MarketHub(clock=ManualClock(datetime(2026, 11, 18, 11, tzinfo=UTC)))
+        await hub.start(SqlDemoStore(create_sessionmaker(engine)))
+        gw = await hub.connect_live(login, "Broker-Pass-1", hub.terminal.server)
+        assert (await gw.account()).balance == 5_000.0
+        assert simstate.state(hub.terminal._accounts[login])["balance"] == 5_000.0
+    finally:
+        await engine.dispose()

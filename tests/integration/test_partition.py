@@ -21,7 +21,7 @@ from domain.agents.service import AgentService
 from domain.db.engine import create_engine, create_sessionmaker
 from domain.db.models import AgentProgressRow
 from domain.db.repositories import load_tiers
-from domain.db.trading import SqlSnapshotStore
+from domain.db.trading import SqlDemoStore
 from domain.db.uow import SqlUsageStore
 from domain.market.clock import ManualClock
 from domain.market.models import Timeframe
@@ -32,7 +32,7 @@ from tests.bot.market.conftest import START, Unlimited
 from tests.fakes.telegram import FakeTelegram
 from tests.harness import Harness, build_harness
 from workers.agent_runner import AgentRunner
-from workers.partition import WATCH_KEY, AgentJobs, SharedWatch
+from workers.partition import WATCH_KEY, AgentJobs, FeedShare, SharedWatch
 
 UNIVERSE = ("EURUSD", "GBPUSD", "USDJPY", "XAUUSD", "USDCHF", "AUDUSD")
 
@@ -141,6 +141,76 @@ async def test_without_redis_the_watch_set_stays_in_the_process(harness: Harness
     assert list(runtime.hub.watched) == ["EURUSD"] and runtime.feed.symbols() == ["EURUSD"]
 
 
+# ---- the market feed's share ----
+
+
+async def test_feeders_split_the_symbols_and_a_dead_ones_share_moves(redis_url: str) -> None:
+    redis = Redis.from_url(redis_url)
+    clock = WallClock()
+    names = [f"SYM{i:02d}" for i in range(40)]
+    w1, w2, w3 = (FeedShare(redis, member=f"w{i}", beat_every=5, ttl=15, clock=clock) for i in (1, 2, 3))
+    try:
+        for w in (w1, w2, w3):
+            await w.beat()
+        clock.now += 5
+        for w in (w1, w2, w3):
+            await w.beat()
+        shares = [{n for n in names if w.owns(n)} for w in (w1, w2, w3)]
+        assert all(shares) and sum(map(len, shares)) == len(names) and set().union(*shares) == set(names)
+        clock.now += 10
+        for w in (w1, w2):  # w3 died: it beats no more
+            await w.beat()
+        clock.now += 6
+        for w in (w1, w2):
+            await w.beat()
+        assert w1.members == ["w1", "w2"]
+        after = [{n for n in names if w.owns(n)} for w in (w1, w2)]
+        assert set().union(*after) == set(names) and not after[0] & after[1]
+        assert shares[0] <= after[0] and shares[1] <= after[1]  # only the dead one's symbols moved
+        await w2.leave()
+        clock.now += 5
+        await w1.beat()
+        assert all(w1.owns(n) for n in names)
+    finally:
+        await redis.aclose()
+    lost = FeedShare(Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2), member="w1")
+    await lost.beat()
+    assert lost.members == [] and lost.owns("EURUSD")  # no Redis: poll everything rather than nothing
+
+
+async def test_two_workers_feeds_poll_and_judge_disjoint_halves(pair: tuple[Harness, Harness],
+                                                               telegram: FakeTelegram) -> None:  # fmt: skip
+    bot, worker = pair
+    other = await build_harness(worker.app.settings, telegram, limiter=Unlimited())
+    try:
+        feeds = [worker.app.market.feed, other.app.market.feed]
+        for feed in feeds:
+            assert feed.share is not None
+            feed.share._beat_every = 0  # read the members on every poll
+        bot.app.market.hub.watch(UNIVERSE)
+        assert bot.app.market.watchlist is not None
+        await bot.app.market.watchlist.flush()
+        for feed in feeds:
+            await feed.share.beat()  # type: ignore[union-attr]
+        for _ in range(300):
+            for feed in feeds:
+                await feed.poll_once()
+            polled = [set(feed.symbols()) for feed in feeds]
+            if all(polled) and set().union(*polled) == set(UNIVERSE):
+                break
+            await asyncio.sleep(0.01)
+        assert all(len(feed.share.members) == 2 for feed in feeds)  # type: ignore[union-attr]
+        assert all(polled) and not polled[0] & polled[1] and set().union(*polled) == set(UNIVERSE)
+        judged: list[list[str]] = [[], []]
+        for feed, seen in zip(feeds, judged, strict=True):
+            feed.evaluator.on_tick = lambda tick, seen=seen: seen.append(tick.symbol) or []  # type: ignore[misc]
+            for symbol in UNIVERSE:
+                feed.bus.publish(await feed.hub.tick(symbol))
+        assert [set(j) for j in judged] == polled  # each tick's alerts are judged by its symbol's feeder only
+    finally:
+        await other.close()
+
+
 # ---- the agent jobs ----
 
 
@@ -169,7 +239,7 @@ class Env:
     async def worker(self, name: str, **options: float) -> Worker:
         """A fresh process: its own hub, service, runner and consumer over the same PostgreSQL and Redis."""
         hub = MarketHub(clock=self.clock)
-        await hub.start(SqlSnapshotStore(self.sessionmaker))
+        await hub.start(SqlDemoStore(self.sessionmaker))
         service = AgentService(hub, self.tiers, Meter(SqlUsageStore(self.sessionmaker)))
         jobs = AgentJobs(self.redis, consumer=name, **options)  # type: ignore[arg-type]
         runner = AgentRunner(service, self.sessionmaker, self.tiers, create_i18n(), universe=UNIVERSE, partition=jobs)

@@ -117,3 +117,33 @@ async def test_a_conversation_hops_between_replicas(replicas: list[Replica], tel
         assert await _post(http, a, _message(4201, "muy bien", "es")) == 200  # FSM state lives in Redis
     texts = [c.text for c in telegram.sent() if c.params.get("chat_id") in (4201, "4201")]
     assert any("Gracias por tu valoración" in t for t in texts), texts
+
+
+async def test_a_profile_change_on_one_replica_shows_on_the_other_at_once(
+    replicas: list[Replica], telegram: FakeTelegram
+) -> None:
+    from bot.views.settings import ConfigCB
+
+    a, b = replicas
+    syncs = [r.app.user_sync for r in replicas]
+    assert all(s is not None for s in syncs)
+    tasks = [asyncio.create_task(s.run()) for s in syncs]  # type: ignore[union-attr]
+    try:
+        await asyncio.wait_for(asyncio.gather(*(s.subscribed.wait() for s in syncs)), 10)  # type: ignore[union-attr]
+        async with aiohttp.ClientSession() as http:
+            assert await _post(http, b, _message(4301, "/help")) == 200  # B caches the profile (English)
+            assert await _post(http, a, _press(4301, ConfigCB(action="setlang", value="es").pack())) == 200
+            await a.app.user_sync.published()  # type: ignore[union-attr]
+            for _ in range(200):  # the notice crosses Redis
+                if b.app.user_sync.dropped:  # type: ignore[union-attr]
+                    break
+                await asyncio.sleep(0.02)
+            assert await _post(http, b, _message(4301, "/help")) == 200
+        helps = [c.text for c in telegram.sent()
+                 if c.method == "sendMessage" and c.params.get("chat_id") in (4301, "4301")]  # fmt: skip
+        assert len(helps) == 2 and "What I can do" in helps[0]
+        assert "Lo que puedo hacer" in helps[1]  # Spanish at once, not after the 30 s cache TTL
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

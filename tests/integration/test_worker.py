@@ -235,13 +235,16 @@ async def _exec(tmp_path: Path, verb: str, **extra: str) -> tuple[int, str]:
     return proc.returncode or 0, output
 
 
-async def test_split_deployment_refuses_to_start_without_redis(tmp_path: Path) -> None:
+async def test_split_deployment_refuses_to_start_without_redis_or_a_shared_key(tmp_path: Path) -> None:
     code, output = await _exec(tmp_path, "worker")
     assert code == 2 and "BOT_TOKEN" in output
     code, output = await _exec(tmp_path, "worker", BOT_TOKEN=TOKEN)
     assert code == 2 and "REDIS_URL" in output
     code, output = await _exec(tmp_path, "run", BOT_TOKEN=TOKEN, WORKERS="external")
     assert code == 2 and "REDIS_URL" in output
+    for verb, extra in (("worker", {}), ("run", {"WORKERS": "external"})):  # every process must share one key
+        code, output = await _exec(tmp_path, verb, BOT_TOKEN=TOKEN, REDIS_URL="redis://127.0.0.1:1/0", **extra)
+        assert code == 2 and "SECRET_KEY" in output, output
 
 
 async def test_the_worker_process_delivers_the_outbox(

@@ -1,3 +1,4 @@
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -155,3 +156,22 @@ async def test_failed_flush_keeps_events() -> None:
     meter.record(1, UsageKind.COMMAND, "help")
     assert await meter.flush() == 0
     assert meter.pending == 1
+
+
+async def test_quota_claims_hold_under_concurrency_across_processes(sessionmaker) -> None:  # type: ignore[no-untyped-def]
+    """Two meters stand for two processes (on SQLite, one process's meter is all there is)."""
+    clock = Clock()
+    since = clock.now - timedelta(hours=1)
+    multi = sessionmaker.kw["bind"].dialect.name == "postgresql"
+    meters = [Meter(SqlUsageStore(sessionmaker), clock) for _ in range(2 if multi else 1)]
+    claims = await asyncio.gather(
+        *(meters[i % len(meters)].claim(7, UsageKind.FEATURE, "ai_per_day", since, 3) for i in range(12))
+    )
+    granted = [c for c in claims if c is not None]
+    assert sorted(c.used for c in granted) == [1, 2, 3]
+    assert await meters[0].used(7, UsageKind.FEATURE, "ai_per_day", since) == 3
+    await meters[-1].refund(granted[0])  # a failed analysis gives its use back
+    again = await meters[0].claim(7, UsageKind.FEATURE, "ai_per_day", since, 3)
+    assert again is not None and again.used == 3
+    assert await meters[0].claim(7, UsageKind.FEATURE, "ai_per_day", since, 3) is None
+    assert await meters[0].claim(8, UsageKind.FEATURE, "ai_per_day", since, 3) is not None  # per user

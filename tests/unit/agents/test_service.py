@@ -17,7 +17,7 @@ from domain.agents.votes import Direction
 from domain.db.engine import create_engine, create_sessionmaker
 from domain.db.models import UserRow
 from domain.db.repositories import load_tiers
-from domain.db.trading import SqlSnapshotStore
+from domain.db.trading import SqlDemoStore
 from domain.db.uow import SqlUsageStore, UnitOfWork
 from domain.market.clock import ManualClock
 from domain.market.models import Timeframe
@@ -52,7 +52,7 @@ async def env(db_url: str) -> AsyncIterator[Env]:
         await s.commit()
     clock = ManualClock(START)
     hub = MarketHub(clock=clock)
-    await hub.start(SqlSnapshotStore(sm))
+    await hub.start(SqlDemoStore(sm))
     meter = Meter(SqlUsageStore(sm))
     yield Env(sm, hub, AgentService(hub, tiers, meter), tiers, clock, meter)
     await engine.dispose()

@@ -13,7 +13,7 @@ from domain.analytics.service import AnalyticsService
 from domain.db.engine import create_engine, create_sessionmaker
 from domain.db.models import UserRow
 from domain.db.repositories import load_tiers
-from domain.db.trading import SqlSnapshotStore
+from domain.db.trading import SqlDemoStore
 from domain.db.uow import UnitOfWork
 from domain.market.clock import ManualClock
 from domain.tiers import TierCatalog
@@ -48,7 +48,7 @@ async def env(db_url: str) -> AsyncIterator[Env]:
         await s.commit()
     clock = ManualClock(START)
     hub = MarketHub(clock=clock)
-    await hub.start(SqlSnapshotStore(sm))
+    await hub.start(SqlDemoStore(sm))
     trading = TradingService(hub, tiers, SecretBox(b"unit-test-secret"))
     yield Env(sm, hub, AnalyticsService(trading, hub, min_peers=3), trading, tiers, clock)
     await engine.dispose()

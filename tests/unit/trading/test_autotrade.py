@@ -22,7 +22,7 @@ from domain.audit import Surface
 from domain.db.engine import create_engine, create_sessionmaker
 from domain.db.models import AuditRow, AutoTradeRow, OrderRow, UserRow
 from domain.db.repositories import load_tiers
-from domain.db.trading import SqlSnapshotStore
+from domain.db.trading import SqlDemoStore
 from domain.db.uow import UnitOfWork
 from domain.errors import FeatureLocked, InvalidInput
 from domain.market.clock import ManualClock
@@ -78,7 +78,7 @@ async def env(db_url: str) -> AsyncIterator[Env]:
         await s.commit()
     clock = ManualClock(START)
     hub = MarketHub(clock=clock)
-    await hub.start(SqlSnapshotStore(sm))
+    await hub.start(SqlDemoStore(sm))
     trading = TradingService(hub, tiers, SecretBox(b"unit-test-secret"))
     users = UserService(tiers)
     reports: list[AutoReport] = []

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from domain.db.engine import create_engine, create_sessionmaker
 from domain.db.models import AuditRow, OrderRow, TradingAccountRow, UserRow
 from domain.db.repositories import load_tiers
-from domain.db.trading import SqlSnapshotStore
+from domain.db.trading import SqlDemoStore
 from domain.db.uow import UnitOfWork
 from domain.errors import FeatureLocked
 from domain.market.clock import ManualClock
@@ -51,7 +51,7 @@ async def env(db_url: str) -> AsyncIterator[Env]:
         await s.commit()
     clock = ManualClock(START)
     hub = MarketHub(clock=clock)
-    await hub.start(SqlSnapshotStore(sm))
+    await hub.start(SqlDemoStore(sm))
     yield Env(sm, hub, TradingService(hub, tiers, SecretBox(SECRET)), tiers, clock)
     await engine.dispose()
 
@@ -146,9 +146,8 @@ async def test_live_password_is_encrypted_at_rest(env: Env) -> None:
 
 async def test_demo_accounts_survive_a_restart(env: Env) -> None:
     await _confirm(env, await _preview(env, volume=0.3))
-    await env.hub.save_snapshot(force=True)
     hub2 = MarketHub(clock=env.clock)
-    await hub2.start(SqlSnapshotStore(env.sessionmaker))
+    await hub2.start(SqlDemoStore(env.sessionmaker))
     service2 = TradingService(hub2, env.tiers, SecretBox(SECRET))
     async with UnitOfWork(env.sessionmaker) as uow:
         account, info, positions, _ = await service2.positions(uow, 1, env.tiers.get("free"))
