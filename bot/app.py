@@ -42,6 +42,7 @@ from bot.notify import Notifier, OutboxNotifier
 from bot.observability import Metrics, ObservabilityMiddleware, OpsMonitor, init_sentry
 from bot.registry import Registry
 from bot.settings import Settings
+from bot.views.billing import NoticeOutbox
 from bot.views.trading import AutoTradeReporter
 from dialogs.common import StaleDialogMiddleware
 from domain.admin import AdminService
@@ -209,6 +210,7 @@ async def create_app(
     app.market = await TradingRuntime.create(settings, sessionmaker, tiers, redis)
     app.notifier = notifier = OutboxNotifier(sessionmaker)  # every proactive message goes through the outbox
     notifier.on_queued.append(app.wake_outbox)
+    app.billing.announce = NoticeOutbox(lambda: app.notifier, i18n)  # billing notices in their change's transaction
     app.ops = OpsMonitor(app.metrics, sessionmaker, health, lambda: app.market.hub.tick_rate)
     app.analytics = AnalyticsService(app.market.trading, app.market.hub)
     app.agents = AgentService(app.market.hub, tiers, meter)

@@ -22,14 +22,19 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from domain.clock import Clock, utcnow
 from domain.db.outbox import SqlOutboxRepository
+from domain.db.uow import UnitOfWork
 from domain.outbox import Message, kind_of, markup_json
 
 log = logging.getLogger(__name__)
 
 
 class Notifier(Protocol):
-    async def send(self, user_id: int, text: str, markup: InlineKeyboardMarkup | None = None, *, key: str) -> bool:
-        """Queue or send one message; False when it cannot be delivered."""
+    async def send(
+        self, user_id: int, text: str, markup: InlineKeyboardMarkup | None = None, *, key: str,
+        within: UnitOfWork | None = None,
+    ) -> bool:  # fmt: skip
+        """Queue or send one message; False when it cannot be delivered. ``within``: queue it in that
+        unit of work's transaction, so it goes out if and only if the change that caused it commits."""
         ...
 
 
@@ -41,7 +46,10 @@ class DirectNotifier:
         self._seen: dict[str, None] = {}
         self._remember = remember
 
-    async def send(self, user_id: int, text: str, markup: InlineKeyboardMarkup | None = None, *, key: str) -> bool:
+    async def send(
+        self, user_id: int, text: str, markup: InlineKeyboardMarkup | None = None, *, key: str,
+        within: UnitOfWork | None = None,
+    ) -> bool:  # fmt: skip
         if key in self._seen:
             return True
         try:
@@ -68,8 +76,18 @@ class OutboxNotifier:
         self._clock = clock
         self.on_queued: list[Callable[[], None]] = []
 
-    async def send(self, user_id: int, text: str, markup: InlineKeyboardMarkup | None = None, *, key: str) -> bool:
+    async def send(
+        self, user_id: int, text: str, markup: InlineKeyboardMarkup | None = None, *, key: str,
+        within: UnitOfWork | None = None,
+    ) -> bool:  # fmt: skip
         message = Message(key, user_id, text, kind_of(key), markup_json(markup))
+        if within is not None:
+            repo = SqlOutboxRepository(within.session)
+            if await repo.is_blocked(user_id):
+                return False
+            if await repo.add(message, self._clock()):
+                within.after_commit(self._wake)
+            return True
         async with self._sessionmaker() as session:
             repo = SqlOutboxRepository(session)
             if await repo.is_blocked(user_id):
@@ -77,6 +95,9 @@ class OutboxNotifier:
             added = await repo.add(message, self._clock())
             await session.commit()
         if added:
-            for wake in self.on_queued:
-                wake()
+            self._wake()
         return True
+
+    def _wake(self) -> None:
+        for wake in self.on_queued:
+            wake()

@@ -7,9 +7,7 @@ from datetime import UTC, datetime
 from aiogram import Bot, F, Router
 from aiogram.filters import Command
 from aiogram.types import CallbackQuery, LabeledPrice, Message, PreCheckoutQuery
-from aiogram.utils.i18n import I18n
 
-from bot.notify import Notifier
 from bot.ui import show
 from bot.views import billing as views
 from bot.views.billing import BillCB
@@ -91,12 +89,9 @@ def make_router() -> Router:
         await show(message, views.referral_view(await referrals.stats(uow, user), link))
 
     @router.callback_query(BillCB.filter(F.action == "trial"))
-    async def trial(
-        query: CallbackQuery, uow: UnitOfWork, user: User, billing: BillingService, notifier: Notifier, i18n: I18n
-    ) -> None:
-        notices = await billing.start_trial(uow, user)
+    async def trial(query: CallbackQuery, uow: UnitOfWork, user: User, billing: BillingService) -> None:
+        await billing.start_trial(uow, user)  # the notice goes out through the outbox
         await query.answer()
-        await views.deliver(notifier, i18n, notices)
 
     @router.callback_query(BillCB.filter(F.action.in_({"stars", "pack"})))
     async def stars_invoice(
@@ -137,13 +132,10 @@ def make_router() -> Router:
         user: User,
         billing: BillingService,
         bot: Bot,
-        i18n: I18n,
-        notifier: Notifier,
     ) -> None:
         cancel = callback_data.action == "cancelok"
-        notices = await billing.set_renewal(uow, user, callback_data.sub, cancel=cancel, api=BotStars(bot))
+        await billing.set_renewal(uow, user, callback_data.sub, cancel=cancel, api=BotStars(bot))
         await show(query, views.billing_view(await billing.overview(uow, user)))
-        await views.deliver(notifier, i18n, notices, origin=f"press:{query.id}")
 
     @router.pre_checkout_query()
     async def pre_checkout(query: PreCheckoutQuery, user: User, billing: BillingService) -> None:
@@ -154,9 +146,7 @@ def make_router() -> Router:
             await query.answer(ok=False, error_message=views.precheckout_error(reason))
 
     @router.message(is_payment)
-    async def paid(
-        message: Message, uow: UnitOfWork, user: User, billing: BillingService, notifier: Notifier, i18n: I18n
-    ) -> None:
+    async def paid(message: Message, uow: UnitOfWork, user: User, billing: BillingService) -> None:
         sp = message.successful_payment
         assert sp is not None
         expires = sp.subscription_expiration_date
@@ -165,26 +155,21 @@ def make_router() -> Router:
             total_amount=sp.total_amount, is_recurring=bool(sp.is_recurring), is_first_recurring=bool(sp.is_first_recurring),
             expires_at=datetime.fromtimestamp(expires, UTC) if expires else None,
         )  # fmt: skip
-        await views.deliver(notifier, i18n, await billing.stars_paid(uow, user, payment), origin=payment.charge_id)
+        await billing.stars_paid(uow, user, payment)  # notices go out through the outbox
 
     @router.message(is_refund)
-    async def refunded(
-        message: Message, uow: UnitOfWork, user: User, billing: BillingService, notifier: Notifier, i18n: I18n
-    ) -> None:
+    async def refunded(message: Message, uow: UnitOfWork, user: User, billing: BillingService) -> None:
         rp = message.refunded_payment
         assert rp is not None
-        notices = await billing.stars_refunded(uow, user, rp.telegram_payment_charge_id)
-        await views.deliver(notifier, i18n, notices, origin=f"refund:{rp.telegram_payment_charge_id}")
+        await billing.stars_refunded(uow, user, rp.telegram_payment_charge_id)
 
     @router.message(Command("refund"), is_staff)  # for anyone else: "unknown command"
-    async def refund(message: Message, uow: UnitOfWork, user: User, billing: BillingService,
-                     bot: Bot, i18n: I18n, notifier: Notifier) -> None:  # fmt: skip
+    async def refund(message: Message, uow: UnitOfWork, user: User, billing: BillingService, bot: Bot) -> None:
         charge_id = ((message.text or "").split(maxsplit=1) + [""])[1].strip()
         if not charge_id:
             await message.answer(views.refund_usage())
             return
         notices = await billing.refund(uow, user, charge_id, BotStars(bot))
         await message.answer(views.refund_done(notices, charge_id))
-        await views.deliver(notifier, i18n, notices, origin=f"refund:{charge_id}")
 
     return router

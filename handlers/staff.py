@@ -48,7 +48,7 @@ from bot.views.support import (
 from domain.admin import AdminService
 from domain.broadcast import BroadcastService, Draft, Segment, parse_button
 from domain.db.uow import UnitOfWork
-from domain.support.tickets import QueueFilter, SupportService
+from domain.support.tickets import QueueFilter, SupportService, Ticket
 from domain.users import User
 from handlers.filters import is_admin, is_plain_text, is_staff
 from handlers.support import answer_ticket, deliver
@@ -121,13 +121,14 @@ def make_router() -> Router:
         query: CallbackQuery, callback_data: TicketsCB, uow: UnitOfWork, user: User, support: SupportService,
         notifier: Notifier, i18n: I18n,
     ) -> None:  # fmt: skip
-        before = (await support.thread(uow, user, callback_data.id)).ticket
-        ticket = await support.close(uow, user, callback_data.id)
+        async def tell_owner(ticket: Ticket) -> None:  # only when this tap closed it
+            owner = await uow.users.get(ticket.user_id)
+            if owner is not None:
+                key = f"ticket:{ticket.id}:closed:{query.id}"
+                await deliver(notifier, i18n, uow, owner, key, lambda t: (closed_for_user(t), None), ticket)
+
+        ticket = await support.close(uow, user, callback_data.id, announce=tell_owner)
         await show(query, (staff_closed(ticket), None))
-        owner = await uow.users.get(ticket.user_id)
-        if owner is not None and before.status != ticket.status:
-            key = f"ticket:{ticket.id}:closed:{query.id}"
-            await deliver(notifier, i18n, owner, key, lambda t: (closed_for_user(t), None), ticket)
 
     @router.callback_query(TicketsCB.filter(F.action == "reopen"), is_staff)
     async def reopen(

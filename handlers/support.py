@@ -76,12 +76,14 @@ def body_of(message: Message) -> str:
     return message.text or message.caption or ""
 
 
-async def deliver(notifier: Notifier, i18n: I18n, user: User, key: str, render: Any, *args: Any) -> bool:
-    """Queue a view for another user in their own language (the notification outbox sends it, once per
-    ``key``); False when they blocked the bot (the sender flags users who did)."""
+async def deliver(
+    notifier: Notifier, i18n: I18n, uow: UnitOfWork, user: User, key: str, render: Any, *args: Any
+) -> bool:
+    """Queue a view for another user in their own language, in ``uow``'s transaction (the outbox sends
+    it, once per ``key``, if that commits); False when they blocked the bot (the sender flags users who did)."""
     with i18n.use_locale(user.locale):
         text, markup = render(*args)
-    return await notifier.send(user.id, text, markup, key=key)
+    return await notifier.send(user.id, text, markup, key=key, within=uow)
 
 
 async def notify_staff(
@@ -93,7 +95,7 @@ async def notify_staff(
             continue
         if ticket.assignee_id is not None and member.id != ticket.assignee_id:
             continue  # an assigned ticket concerns its assignee only
-        await deliver(notifier, i18n, member, f"ticket:{ticket.id}:{origin}:{member.id}", render, ticket, text)
+        await deliver(notifier, i18n, uow, member, f"ticket:{ticket.id}:{origin}:{member.id}", render, ticket, text)
 
 
 def make_router() -> Router:
@@ -123,12 +125,16 @@ def make_router() -> Router:
         support: SupportService, notifier: Notifier, i18n: I18n,
     ) -> None:  # fmt: skip
         data = await state.get_data()
+        text = body_of(message)
+
+        async def tell_staff(ticket: Ticket) -> None:
+            await notify_staff(notifier, uow, i18n, support, ticket, staff_new_ticket, text or "📎", "opened")
+
         ticket = await support.open(
-            uow, user, tier, str(data.get("category", "other")), body_of(message), attachment_of(message)
+            uow, user, tier, str(data.get("category", "other")), text, attachment_of(message), announce=tell_staff
         )
         await state.clear()
         await show(message, ticket_opened(ticket))
-        await notify_staff(notifier, uow, i18n, support, ticket, staff_new_ticket, body_of(message) or "📎", "opened")
 
     @router.callback_query(SupportCB.filter(F.action == "list"))
     async def listing(query: CallbackQuery, uow: UnitOfWork, user: User, support: SupportService) -> None:
@@ -189,11 +195,16 @@ async def answer_ticket(
     notifier: Notifier,
     i18n: I18n,
 ) -> None:
-    """A staff answer: stored on the ticket, delivered to its user in their language."""
-    ticket = await support.staff_reply(uow, staff, ticket_id, text)
-    owner = await uow.users.get(ticket.user_id)
-    key = f"ticket:{ticket.id}:answer:{message.chat.id}:{message.message_id}"
-    delivered = owner is not None and await deliver(notifier, i18n, owner, key, answer_for_user, ticket, text)
+    """A staff answer: stored on the ticket and queued for its user, in their language, in one transaction."""
+    delivered = False
+
+    async def tell_owner(ticket: Ticket) -> None:
+        nonlocal delivered
+        owner = await uow.users.get(ticket.user_id)
+        key = f"ticket:{ticket.id}:answer:{message.chat.id}:{message.message_id}"
+        delivered = owner is not None and await deliver(notifier, i18n, uow, owner, key, answer_for_user, ticket, text)
+
+    ticket = await support.staff_reply(uow, staff, ticket_id, text, announce=tell_owner)
     await show(message, staff_reply_sent(ticket, delivered))
 
 
@@ -206,8 +217,11 @@ async def _continue(
     if thread.ticket.user_id != user.id:
         await answer_ticket(message, ticket_id, body_of(message), uow, user, support, notifier, i18n)
         return
-    ticket = await support.user_reply(uow, user, ticket_id, body_of(message), attachment_of(message))
+    text, origin = body_of(message), f"reply:{message.chat.id}:{message.message_id}"
+
+    async def tell_staff(ticket: Ticket) -> None:
+        await notify_staff(notifier, uow, i18n, support, ticket, staff_user_replied, text or "📎", origin)
+
+    ticket = await support.user_reply(uow, user, ticket_id, text, attachment_of(message), announce=tell_staff)
     view: View = reply_sent(ticket)
     await show(message, view)
-    origin = f"reply:{message.chat.id}:{message.message_id}"
-    await notify_staff(notifier, uow, i18n, support, ticket, staff_user_replied, body_of(message) or "📎", origin)

@@ -41,7 +41,6 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from redis.asyncio import Redis
 from sqlalchemy import delete
 
-from bot.views.billing import deliver
 from domain.clock import Clock, utcnow
 from domain.db.models import ErrorEventRow, MeterReportRow, UsageEventRow
 from domain.db.outbox import SqlOutboxRepository
@@ -105,9 +104,7 @@ class Scheduler:
 
 
 async def billing_job(app: App) -> None:
-    notices = await app.billing.run_due_jobs()
-    if app.notifier is not None and notices:
-        await deliver(app.notifier, app.i18n, notices)
+    await app.billing.run_due_jobs()  # reminders and notices are queued in each change's transaction
     await app.billing.report_overage()
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterable, Sequence
+import secrets
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from urllib.parse import quote_plus
 
@@ -33,6 +34,7 @@ from domain.billing.model import (
     Status,
     Subscription,
 )
+from domain.db.uow import UnitOfWork
 from domain.tiers import Quota, Tier, TierCatalog
 
 log = logging.getLogger(__name__)
@@ -384,24 +386,31 @@ def notice_text(notice: Notice) -> str:
     )
 
 
-def notice_key(notice: Notice, origin: str = "") -> str:
-    """The outbox key of a notice: its user, kind and facts, plus what caused it (a payment, a button press).
-
-    The billing jobs (``origin`` empty) produce each notice once per state change, so the same facts
-    mean the same notice; a retried job, or a crash between the job and the outbox, sends it once.
-    """
+def notice_key(notice: Notice, origin: str) -> str:
+    """The outbox key of a notice: its user, kind and facts, plus the transaction that caused it."""
     facts = json.dumps(notice.params, sort_keys=True, default=str)
     digest = hashlib.sha256(f"{origin}|{facts}".encode()).hexdigest()[:24]
     return f"billing:{notice.user_id}:{notice.kind.value}:{digest}"
 
 
-async def deliver(notifier: Notifier, i18n: I18n, notices: Iterable[Notice], origin: str = "") -> None:
-    """Queue each notice in its user's language (the outbox sends it); a blocked user doesn't stop the rest."""
-    for notice in notices:
-        with i18n.context(), i18n.use_locale(notice.locale):
-            text = notice_text(notice)
-        if not await notifier.send(notice.user_id, text, key=notice_key(notice, origin)):
-            log.info("billing notice %s not queued: user %s blocked the bot", notice.kind.value, notice.user_id)
+class NoticeOutbox:
+    """``BillingService.announce``: queues each notice, in its user's language, in the transaction of the
+    change that caused it, so it goes out exactly when that change commits; a blocked user doesn't stop
+    the rest."""
+
+    def __init__(self, notifier: Callable[[], Notifier | None], i18n: I18n) -> None:
+        self._notifier, self._i18n = notifier, i18n
+
+    async def __call__(self, uow: UnitOfWork, notices: list[Notice]) -> None:
+        notifier = self._notifier()
+        if notifier is None:
+            return
+        origin = secrets.token_hex(8)  # one per transaction: its commit, not the key, makes the notice once
+        for notice in notices:
+            with self._i18n.context(), self._i18n.use_locale(notice.locale):
+                text = notice_text(notice)
+            if not await notifier.send(notice.user_id, text, key=notice_key(notice, origin), within=uow):
+                log.info("billing notice %s not queued: user %s blocked the bot", notice.kind.value, notice.user_id)
 
 
 def invoice_texts(tier: str | None) -> tuple[str, str]:

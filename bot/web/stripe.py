@@ -10,7 +10,6 @@ import stripe
 from aiogram import Bot
 from aiohttp import web
 
-from bot.views.billing import deliver
 from domain.errors import DomainError
 
 if TYPE_CHECKING:
@@ -38,12 +37,10 @@ def stripe_webhook(app: App, bot: Bot) -> Callable[[web.Request], Awaitable[web.
             log.warning("rejected a Stripe webhook with a bad signature or body")
             return web.json_response({"error": "invalid signature"}, status=400)
         try:
-            notices = await app.billing.handle_stripe_event(event)
+            await app.billing.handle_stripe_event(event)  # notices are queued in the event's transaction
         except DomainError:  # Stripe's API did not answer: nothing stored, Stripe retries the event
             log.warning("Stripe event %s deferred", event["id"], exc_info=True)
             return web.json_response({"error": "retry later"}, status=503)
-        if app.notifier is not None:
-            await deliver(app.notifier, app.i18n, notices, origin=str(event["id"]))
         return web.json_response({"received": True})
 
     return handle

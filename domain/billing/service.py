@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import logging
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -96,6 +96,14 @@ class BillingService:
         self.stripe = stripe
         self._clock = clock
         self.packs_enabled = False
+        # Queues notices in the transaction that caused them (bot/views/billing.py NoticeOutbox), so each
+        # goes out if and only if its change commits. Without one, callers deliver the returned notices.
+        self.announce: Callable[[UnitOfWork, list[Notice]], Awaitable[None]] | None = None
+
+    async def _commit(self, uow: UnitOfWork, notices: list[Notice]) -> None:
+        if notices and self.announce is not None:
+            await self.announce(uow, notices)
+        await uow.commit()
 
     def enable_packs(self) -> None:
         """Offer the one-off analyses pack: call once the AI feature spends credits via :meth:`use_credit`."""
@@ -139,9 +147,10 @@ class BillingService:
             uow, "billing.trial_started", user.id, user.id, {"tier": TRIAL_TIER, "until": end.isoformat()}
         )
         await self._apply_tier(uow, user.id, now)
-        await uow.commit()
+        notices = [Notice(user.id, user.locale, NoticeKind.TRIAL_STARTED, {"tier": TRIAL_TIER, "until": end})]
+        await self._commit(uow, notices)
         self._users.forget(user.id)
-        return [Notice(user.id, user.locale, NoticeKind.TRIAL_STARTED, {"tier": TRIAL_TIER, "until": end})]
+        return notices
 
     # --- Telegram Stars ---
 
@@ -218,7 +227,7 @@ class BillingService:
         notices += await self._reward_referrer(uow, user.id, external, now)
         touched = await self._apply_tier(uow, user.id, now)
         touched += [n.user_id for n in notices if n.kind == NoticeKind.REFERRAL_REWARD]
-        await uow.commit()
+        await self._commit(uow, notices)
         self._forget(touched)
         return notices
 
@@ -251,15 +260,13 @@ class BillingService:
             uow, "billing.refunded", actor_id, payment.user_id, {"payment": external, "amount": payment.amount}
         )
         touched = await self._apply_tier(uow, payment.user_id, now)
-        await uow.commit()
-        self._forget(touched)
         user = await uow.users.get(payment.user_id)
         locale = user.locale if user else "en"
-        return [
-            Notice(
-                payment.user_id, locale, NoticeKind.REFUNDED, {"amount": payment.amount, "charge_id": payment.charge_id}
-            )
-        ]
+        facts = {"amount": payment.amount, "charge_id": payment.charge_id}
+        notices = [Notice(payment.user_id, locale, NoticeKind.REFUNDED, facts)]
+        await self._commit(uow, notices)
+        self._forget(touched)
+        return notices
 
     async def use_credit(self, uow: UnitOfWork, user_id: int) -> bool:
         """Spend one pack analysis beyond the daily quota; False when none is left. The caller commits."""
@@ -302,10 +309,11 @@ class BillingService:
             uow, "billing.canceled" if cancel else "billing.resumed", user.id, user.id, {"subscription": sub.id}
         )
         touched = await self._apply_tier(uow, user.id, now)
-        await uow.commit()
-        self._forget(touched)
         kind = NoticeKind.CANCELED if cancel else NoticeKind.RESUMED
-        return [*notices, Notice(user.id, user.locale, kind, {"tier": sub.tier, "until": sub.current_period_end})]
+        notices = [*notices, Notice(user.id, user.locale, kind, {"tier": sub.tier, "until": sub.current_period_end})]
+        await self._commit(uow, notices)
+        self._forget(touched)
+        return notices
 
     # --- Stripe ---
 
@@ -360,7 +368,7 @@ class BillingService:
             touched = await self._apply_tier(uow, user_id, now) if user_id is not None else []
             for referrer in {n.user_id for n in notices if n.kind == NoticeKind.REFERRAL_REWARD}:
                 touched += await self._apply_tier(uow, referrer, now)
-            await uow.commit()
+            await self._commit(uow, notices)
         self._forget(touched)
         return notices
 
@@ -543,7 +551,7 @@ class BillingService:
             notices = await self._sync_stripe(uow, remote, now)
             # unchanged: leave the tier to the job step, which tells the user about a downgrade
             touched = await self._apply_tier(uow, sub.user_id, now) if notices else []
-            await uow.commit()
+            await self._commit(uow, notices)
         self._forget(touched)
         return notices
 
@@ -576,7 +584,7 @@ class BillingService:
             elif end is not None and renews and end + RENEWAL_SLACK <= now:
                 new, grace = Status.PAST_DUE, end + GRACE
             if new is None:
-                await uow.commit()
+                await self._commit(uow, notices)
                 return notices
             await uow.billing.update_subscription(sub.id, now, status=new, grace_until=grace)
             await self._audit(
@@ -595,7 +603,7 @@ class BillingService:
                         uow, sub.user_id, NoticeKind.DOWNGRADED, tier=sub.tier, now_tier=after.effective_tier(now)
                     )
                 )
-            await uow.commit()
+            await self._commit(uow, notices)
         self._forget(touched)
         return notices
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timedelta
+from collections.abc import Callable
 from types import TracebackType
 
 from sqlalchemy import delete, text
@@ -33,6 +34,7 @@ class UnitOfWork:
         self._audit: SqlAuditRepository | None = None
         self._trading: SqlTradingRepository | None = None
         self._billing: SqlBillingRepository | None = None
+        self._after_commit: list[Callable[[], None]] = []
 
     @property
     def session(self) -> AsyncSession:
@@ -100,11 +102,19 @@ class UnitOfWork:
     def autotrade(self) -> SqlAutoTradeRepository:  # auto-trading (0006): stateless wrapper, built on use
         return SqlAutoTradeRepository(self.session)
 
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the next commit succeeded (e.g. wake the sender of a queued message)."""
+        self._after_commit.append(callback)
+
     async def commit(self) -> None:
         if self._session is not None:
             await self._session.commit()
+        callbacks, self._after_commit = self._after_commit, []
+        for callback in callbacks:
+            callback()
 
     async def rollback(self) -> None:
+        self._after_commit.clear()
         if self._session is not None:
             await self._session.rollback()
 

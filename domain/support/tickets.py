@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from domain.audit import AuditEntry, AuditRepository, Surface
@@ -22,6 +23,9 @@ from domain.users import User
 MAX_TEXT = 3000
 QUEUE_SIZE = 20
 MINE_SIZE = 10
+
+# Queues the messages a change causes in the change's own transaction (called just before it commits).
+Announce = Callable[["Ticket"], Awaitable[None]]
 
 
 class Category(StrEnum):
@@ -140,8 +144,9 @@ class SupportService:
         self._surface = surface
 
     async def open(
-        self, uow: SupportUnit, user: User, tier: Tier, category: str, text: str, attachment: Attachment | None = None
-    ) -> Ticket:
+        self, uow: SupportUnit, user: User, tier: Tier, category: str, text: str, attachment: Attachment | None = None,
+        *, announce: Announce | None = None,
+    ) -> Ticket:  # fmt: skip
         try:
             cat = Category(category)
         except ValueError:
@@ -153,8 +158,7 @@ class SupportService:
         await uow.audit.append(
             AuditEntry("ticket.opened", user.id, user.id, self._surface, {"ticket": ticket.id, "category": cat.value})
         )
-        await uow.commit()
-        return ticket
+        return await self._commit(uow, ticket, announce)
 
     async def mine(self, uow: SupportUnit, user: User) -> list[Ticket]:
         return await uow.tickets.of_user(user.id, MINE_SIZE)
@@ -177,8 +181,9 @@ class SupportService:
         return Thread(ticket, await uow.tickets.messages(ticket.id))
 
     async def user_reply(
-        self, uow: SupportUnit, user: User, ticket_id: int, text: str, attachment: Attachment | None = None
-    ) -> Ticket:
+        self, uow: SupportUnit, user: User, ticket_id: int, text: str, attachment: Attachment | None = None,
+        *, announce: Announce | None = None,
+    ) -> Ticket:  # fmt: skip
         ticket = await self._owned(uow, user, ticket_id)
         if ticket.status == Status.CLOSED:
             raise TicketClosed("ticket closed", ticket=ticket.id)
@@ -186,10 +191,17 @@ class SupportService:
         now = self._clock()
         await uow.tickets.add_message(ticket.id, user.id, False, body, attachment, now)
         ticket = await uow.tickets.set(ticket.id, now, status=Status.OPEN.value)
+        return await self._commit(uow, ticket, announce)
+
+    async def _commit(self, uow: SupportUnit, ticket: Ticket, announce: Announce | None) -> Ticket:
+        if announce is not None:
+            await announce(ticket)
         await uow.commit()
         return ticket
 
-    async def staff_reply(self, uow: SupportUnit, staff: User, ticket_id: int, text: str) -> Ticket:
+    async def staff_reply(
+        self, uow: SupportUnit, staff: User, ticket_id: int, text: str, *, announce: Announce | None = None
+    ) -> Ticket:
         self._require_staff(staff, ticket_id)
         ticket = await self._visible(uow, staff, ticket_id, for_update=True)
         if ticket.status == Status.CLOSED:
@@ -204,10 +216,11 @@ class SupportService:
         await uow.audit.append(
             AuditEntry("ticket.answered", staff.id, ticket.user_id, self._surface, {"ticket": ticket.id})
         )
-        await uow.commit()
-        return ticket
+        return await self._commit(uow, ticket, announce)
 
-    async def close(self, uow: SupportUnit, actor: User, ticket_id: int) -> Ticket:
+    async def close(
+        self, uow: SupportUnit, actor: User, ticket_id: int, *, announce: Announce | None = None
+    ) -> Ticket:
         ticket = await self._visible(uow, actor, ticket_id, for_update=True)
         if ticket.status == Status.CLOSED:
             return ticket  # a double tap closes once
@@ -216,8 +229,7 @@ class SupportService:
         await uow.audit.append(
             AuditEntry("ticket.closed", actor.id, ticket.user_id, self._surface, {"ticket": ticket.id})
         )
-        await uow.commit()
-        return ticket
+        return await self._commit(uow, ticket, announce)
 
     async def reopen(self, uow: SupportUnit, actor: User, ticket_id: int) -> Ticket:
         ticket = await self._visible(uow, actor, ticket_id, for_update=True)

@@ -504,3 +504,52 @@ async def test_the_stand_in_answers_429_in_telegrams_wire_format_only_when_asked
             await bot.session.close()
         await plain.stop()
         await limited.stop()
+
+
+async def test_a_change_and_the_messages_it_causes_commit_together(h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ticket answer and a billing notice are queued in their change's own transaction: a commit that
+    fails stores neither the change nor its message; one that succeeds stores both."""
+    from dataclasses import replace
+
+    from bot.views.support import answer_for_user
+    from domain.db.models import SubscriptionRow, TicketMessageRow
+    from domain.support.tickets import SupportService, Ticket
+    from domain.users import Role
+    from handlers.support import deliver
+
+    async def count(model: type) -> int:
+        async with h.app.sessionmaker() as s:
+            return len((await s.scalars(select(model))).all())
+
+    async def crash() -> None:
+        raise ConnectionError("the process died at commit")
+
+    support, notifier, i18n = SupportService(), h.app.notifier, h.app.i18n
+    assert notifier is not None
+    async with UnitOfWork(h.app.sessionmaker) as uow:
+        user, staff = await uow.users.get(1001), await uow.users.get(1002)
+        assert user is not None and staff is not None
+        ticket = await support.open(uow, user, h.app.tiers.get("free"), "other", "where is my signal?")
+    staff = replace(staff, role=Role.SUPPORT)
+
+    async def answer(uow: UnitOfWork) -> None:
+        async def tell(t: Ticket) -> None:
+            await deliver(notifier, i18n, uow, user, f"ticket:{t.id}:answer:test", answer_for_user, t, "on its way")
+
+        await support.staff_reply(uow, staff, ticket.id, "on its way", announce=tell)
+
+    async def trial(uow: UnitOfWork) -> None:
+        await h.app.billing.start_trial(uow, user)
+
+    for fails in (True, False):
+        for action in (answer, trial):
+            async with UnitOfWork(h.app.sessionmaker) as uow:
+                if fails:
+                    monkeypatch.setattr(uow, "commit", crash)
+                try:
+                    await action(uow)
+                except ConnectionError:
+                    assert fails
+        assert sorted(r.kind for r in (await rows(h)).values()) == ([] if fails else ["billing", "ticket"])
+        assert await count(TicketMessageRow) == (1 if fails else 2)
+        assert await count(SubscriptionRow) == (0 if fails else 1)
