@@ -81,7 +81,7 @@ async def deliver(
 ) -> bool:
     """Queue a view for another user in their own language, in ``uow``'s transaction (the outbox sends
     it, once per ``key``, if that commits); False when they blocked the bot (the sender flags users who did)."""
-    with i18n.use_locale(user.locale):
+    with i18n.context(), i18n.use_locale(user.locale):
         text, markup = render(*args)
     return await notifier.send(user.id, text, markup, key=key, within=uow)
 
