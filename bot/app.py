@@ -68,7 +68,7 @@ from domain.support.tickets import SupportService
 from domain.tiers import TierCatalog
 from domain.trading.autotrade import AutoTrader
 from domain.users import UserService
-from handlers import default_registry, last_routers
+from handlers import default_registry, dialog_router, last_routers
 from workers.agent_runner import AgentRunner
 from workers.broadcast import BroadcastSender, Pacer
 from workers.dashboard_refresh import DashboardRefresher
@@ -257,14 +257,15 @@ def _dispatcher(app: App, limiter: RateLimiter, ledger: UpdateLedger, reporter: 
         agents=app.agents,
         autotrade=app.autotrader,
     )
-    dp.include_routers(*app.registry.routers(), *last_routers())
+    dialogs = dialog_router()  # only events no command router took meet aiogram-dialog's middlewares
+    dp.include_routers(*app.registry.routers(), dialogs, *last_routers())
     dp.callback_query.outer_middleware(StaleDialogMiddleware())  # wraps aiogram-dialog's intent middleware
     isolation = (
         RedisEventIsolation(app.redis, key_builder=DefaultKeyBuilder(with_bot_id=True, with_destiny=True))
         if app.redis is not None
         else None
     )  # aiogram-dialog locks per destiny: the key builder must know destinies
-    app.dialogs = setup_dialogs(dp, events_isolation=isolation)
+    app.dialogs = setup_dialogs(dialogs, events_isolation=isolation)
     # Outermost first: errors wrap everything; a duplicate delivery stops before
     # any work; the user is known before locale, limits and gates; metering sees
     # only what was actually handled.

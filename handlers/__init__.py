@@ -84,6 +84,11 @@ def default_registry() -> Registry:
     return Registry(COMMANDS)
 
 
+def dialog_router() -> Router:
+    """The router of aiogram-dialog dialogs (``setup_dialogs`` goes on it), after every command router."""
+    return analytics.make_dialog_router()
+
+
 def last_routers() -> list[Router]:
-    """Routers that must come after every command router."""
+    """Routers that must come after every command router and the dialogs."""
     return [fallback.make_router()]

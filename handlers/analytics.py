@@ -1,4 +1,10 @@
-"""/performance (metrics + equity curve) and /analytics (the aiogram-dialog dashboard)."""
+"""/performance (metrics + equity curve) and /analytics (the aiogram-dialog dashboard).
+
+/analytics lives in :func:`make_dialog_router`, the one router that carries
+aiogram-dialog's middlewares (a per-chat lock and the dialog stack, read and
+written in FSM storage on every event they see): the Dispatcher includes it
+after every command router, so only the dashboard and its buttons pay for them.
+"""
 
 from __future__ import annotations
 
@@ -31,7 +37,6 @@ from domain.users import User
 
 def make_router() -> Router:
     router = Router(name=__name__)
-    router.include_router(dashboard_dialog())
 
     @router.message(Command("performance"))
     async def performance(
@@ -56,6 +61,13 @@ def make_router() -> Router:
         else:
             await message.answer(text)
             await message.answer_photo(photo, caption=chart_caption(report))
+
+    return router
+
+
+def make_dialog_router() -> Router:
+    router = Router(name=f"{__name__}.dialogs")
+    router.include_router(dashboard_dialog())
 
     @router.message(Command("analytics"))
     @router.callback_query(MenuCB.filter(F.target == "analytics"))

@@ -15,8 +15,10 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    kwargs.setdefault("pool_size", 10)
-    kwargs.setdefault("max_overflow", 20)
+    # Enough pooled connections for a process's concurrent updates (24) and its background tasks: an
+    # overflow connection is opened and closed per checkout, with its prepared statements lost each time.
+    kwargs.setdefault("pool_size", 30)
+    kwargs.setdefault("max_overflow", 10)
     # No pre-ping: it costs three round trips per checkout (a third of the webhook path's socket time).
     # A connection broken by a server restart fails once; SQLAlchemy then invalidates the whole pool.
     kwargs.setdefault("pool_pre_ping", False)
