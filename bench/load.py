@@ -11,8 +11,10 @@ POSTs the update to /webhooks/telegram and waits for the bot's first reply to
 its chat. The stand-in timestamps that reply; latency is from just before the
 POST to the reply. Printed per phase: updates/s, p50/p95/p99, errors (non-200
 webhook answers, answers carrying an ErrorDNA code, no reply within 10 s), the
-bot processes' RSS (now / peak). Then the same with two replicas, the bench
-round-robining the POSTs, and the scaling ratio. `--quick` is a short run.
+replicas' CPU milliseconds per update (from /proc, over the measured window:
+the cost of an update whoever else shares the cores), and their RSS (now /
+peak). Then the same with two replicas, the bench round-robining the POSTs,
+and the scaling ratio. `--quick` is a short run.
 
 Then the outbox phase (alone with `--outbox-only`): a second stand-in that
 enforces Telegram's flood limits as Telegram does (30 messages/s overall, about
@@ -115,17 +117,29 @@ class Phase:
     no_reply: int = 0
     seconds: float = 0.0
     rss: list[tuple[int, int]] = field(default_factory=list)  # (now, peak) kB per replica
+    cpu: float = 0.0  # CPU seconds the replicas spent in the measured window
     shutdown: float = 0.0  # seconds from SIGTERM until every replica exited
 
     @property
     def rate(self) -> float:
         return self.updates / self.seconds if self.seconds else 0.0
 
+    @property
+    def cpu_per_update(self) -> float:
+        """Replica CPU milliseconds per update: what one update costs, whoever else shares the cores."""
+        return 1000 * self.cpu / self.updates if self.updates else float("nan")
+
     def pct(self, q: float) -> float:
         if not self.latencies:
             return float("nan")
         ordered = sorted(self.latencies)
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _memory(pid: int) -> tuple[int, int]:
@@ -268,7 +282,10 @@ async def _run_phase(
                 )  # fmt: skip
                 for i in range(users)
             ]
+            await asyncio.sleep(max(0.0, measure_from - time.perf_counter()))
+            cpu_from = sum(_cpu(p.pid) for p in procs)
             await asyncio.sleep(max(0.0, stop_at - time.perf_counter()))
+            phase.cpu = sum(_cpu(p.pid) for p in procs) - cpu_from
             phase.seconds = seconds
             phase.rss = [_memory(p.pid) for p in procs]
             await asyncio.gather(*tasks)
@@ -292,13 +309,13 @@ async def _run_phase(
 
 def _table(phases: list[Phase], users: int) -> str:
     head = f"{'phase':<11} {'users':>6} {'replies':>8} {'upd/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} " \
-           f"{'http err':>8} {'errors':>6} {'no reply':>8} {'RSS MB now/peak (per replica)':>30}"  # fmt: skip
+           f"{'http err':>8} {'errors':>6} {'no reply':>8} {'CPU ms/upd':>10} {'RSS MB now/peak (per replica)':>30}"  # fmt: skip
     lines = [head, "-" * len(head)]
     for p in phases:
         rss = ", ".join(f"{now / 1024:.0f}/{peak / 1024:.0f}" for now, peak in p.rss)
         lines.append(
             f"{p.name:<11} {users:>6} {p.updates:>8} {p.rate:>8.1f} {p.pct(0.50):>8.1f} {p.pct(0.95):>8.1f} "
-            f"{p.pct(0.99):>8.1f} {p.http_errors:>8} {p.coded:>6} {p.no_reply:>8} {rss:>30}"
+            f"{p.pct(0.99):>8.1f} {p.http_errors:>8} {p.coded:>6} {p.no_reply:>8} {p.cpu_per_update:>10.2f} {rss:>30}"
         )
     return "\n".join(lines)
 
@@ -585,6 +602,8 @@ def _replica_phases(args: argparse.Namespace, phases: list[Phase], standin: Stan
     print(f"\nscaling ratio (2 replicas / 1): {ratio:.2f}x   "
           f"per replica: {one.rate:.1f} / {two.rate / 2:.1f} updates/s")  # fmt: skip
     print(f"median of medians: {statistics.median([one.pct(0.5), two.pct(0.5)]):.1f} ms; Bot API calls: {standin.api_calls}")
+    print(f"one core's worth of updates/s at the measured cost: {1000 / one.cpu_per_update:.0f} "
+          f"(the load generator, stand-in, PostgreSQL and Redis share the same {os.cpu_count()} CPUs)")
     print(TARGETS)
 
 

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from domain.alerts.models import AlertRule, AlertStatus
 from domain.alerts.service import AlertEvaluator
 from domain.db.trading import SqlTradingRepository
-from workers.pubsub import follow
+from workers.pubsub import Publisher, follow
 
 log = logging.getLogger(__name__)
 
@@ -36,27 +36,17 @@ class PublishingEvaluator:
 
     def __init__(self, evaluator: AlertEvaluator, redis: Redis) -> None:
         self._evaluator = evaluator
-        self._redis = redis
-        self._pending: set[asyncio.Task[Any]] = set()
+        self._out = Publisher(redis, CHANNEL)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._evaluator, name)
 
     def _publish(self, op: str, alert_id: int) -> None:
-        task = asyncio.get_running_loop().create_task(self._send(op, alert_id))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
-
-    async def _send(self, op: str, alert_id: int) -> None:
-        try:
-            await self._redis.publish(CHANNEL, json.dumps({"op": op, "id": alert_id}))
-        except Exception:  # the worker reloads every rule when it reconnects
-            log.warning("alert %s: change not published (Redis unavailable)", alert_id, exc_info=True)
+        self._out.publish(json.dumps({"op": op, "id": alert_id}))  # followers reload every rule on reconnect
 
     async def published(self) -> None:
         """Wait until every change so far went out (tests, shutdown)."""
-        if self._pending:
-            await asyncio.gather(*self._pending, return_exceptions=True)
+        await self._out.published()
 
     def add(self, rule: AlertRule) -> None:
         self._evaluator.add(rule)

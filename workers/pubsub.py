@@ -1,4 +1,4 @@
-"""Following a Redis pub/sub channel for as long as the process lives.
+"""Redis pub/sub change notices between processes: :class:`Publisher` sends, :func:`follow` listens.
 
 Pub/sub is fire-and-forget: a message published while a follower was
 disconnected is lost. So after every re-subscription ``resync`` runs and
@@ -13,10 +13,39 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from redis.asyncio import Redis
 
 log = logging.getLogger(__name__)
+
+
+class Publisher:
+    """Publishes on ``channel`` from synchronous code, without waiting (a failure is logged: the
+    followers' ``resync`` covers what they miss)."""
+
+    def __init__(self, redis: Redis, channel: str) -> None:
+        self._redis, self.channel = redis, channel
+        self._pending: set[asyncio.Task[Any]] = set()
+
+    def publish(self, message: str) -> None:
+        try:
+            task = asyncio.get_running_loop().create_task(self._send(message))
+        except RuntimeError:  # no running loop: nothing is serving, nothing to tell
+            return
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _send(self, message: str) -> None:
+        try:
+            await self._redis.publish(self.channel, message)
+        except Exception:
+            log.warning("%s: change not published (Redis unavailable)", self.channel, exc_info=True)
+
+    async def published(self) -> None:
+        """Wait until every message so far went out (tests, shutdown)."""
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
 
 
 async def follow(

@@ -12,12 +12,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from typing import Any
 
 from redis.asyncio import Redis
 
 from domain.users import UserService
-from workers.pubsub import follow
+from workers.pubsub import Publisher, follow
 
 log = logging.getLogger(__name__)
 
@@ -29,29 +28,17 @@ class UserCacheSync:
         self._redis = redis
         self._users = users
         self._me = secrets.token_hex(4)
-        self._pending: set[asyncio.Task[Any]] = set()
+        self._out = Publisher(redis, CHANNEL)  # a missed notice costs at most the cache TTL
         self.subscribed = asyncio.Event()
         self.dropped = 0
         users.on_change.append(self.publish)
 
     def publish(self, user_id: int) -> None:
-        try:
-            task = asyncio.get_running_loop().create_task(self._send(user_id))
-        except RuntimeError:  # no loop: nothing is serving users
-            return
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
-
-    async def _send(self, user_id: int) -> None:
-        try:
-            await self._redis.publish(CHANNEL, f"{self._me}:{user_id}")
-        except Exception:  # the others' entries expire within the cache TTL anyway
-            log.warning("user change not published (Redis unavailable)", exc_info=True)
+        self._out.publish(f"{self._me}:{user_id}")
 
     async def published(self) -> None:
         """Wait until every change so far went out (tests, shutdown)."""
-        if self._pending:
-            await asyncio.gather(*self._pending, return_exceptions=True)
+        await self._out.published()
 
     async def run(self) -> None:
         await follow(self._redis, CHANNEL, self.apply, self._drop_all, subscribed=self.subscribed)

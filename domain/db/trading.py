@@ -260,7 +260,11 @@ class SqlAlertStore:
 async def mark_triggered_in(
     session: AsyncSession, alert_id: int, time_msc: int, price: float, deactivate: bool
 ) -> bool:
-    """``mark_triggered`` inside the caller's transaction (the outbox adds the notification to it)."""
+    """``mark_triggered`` inside the caller's transaction (the outbox adds the notification to it).
+
+    The stored last firing and the rule's cooldown decide, not the caller's memory: an evaluator that
+    took a symbol over from another process cannot fire a repeating alert again before its cooldown.
+    """
     values: dict[str, Any] = {"last_triggered_msc": time_msc, "last_price": price}
     if deactivate:
         values["status"] = AlertStatus.TRIGGERED.value
@@ -269,7 +273,8 @@ async def mark_triggered_in(
         .where(
             AlertRow.id == alert_id,
             AlertRow.status != AlertStatus.TRIGGERED.value,
-            (AlertRow.last_triggered_msc.is_(None)) | (AlertRow.last_triggered_msc < time_msc),
+            (AlertRow.last_triggered_msc.is_(None))
+            | (AlertRow.last_triggered_msc + AlertRow.cooldown_s * 1000 < time_msc),
         )
         .values(**values)
     )

@@ -1,11 +1,12 @@
-"""The market hub: the process's shared simulated terminal, the market-data gateway,
+"""The market hub: the process's simulated terminal, the market-data gateway,
 per-account gateways, quotes, charts, and the feed's health numbers.
 
 Demo accounts are accounts of the simulated terminal whose state lives in the
-database (:mod:`domain.trading.demo`), so every process trades the same ones. Live accounts get a gateway built
-from the operator's settings (``MT5_BACKEND``, ``MT5_RPYC_HOST/PORT``); on
-the ``sim`` backend a "live" login is an account of the same terminal that
-must authenticate with its password (what the tests and console use).
+database (:mod:`domain.trading.demo`), so every process trades the same ones.
+Live accounts get a gateway built from the operator's settings
+(``MT5_BACKEND``, ``MT5_RPYC_HOST/PORT``); on the ``sim`` backend a "live"
+login is an account of the same terminal that must authenticate with its
+password (what the tests and console use).
 """
 
 from __future__ import annotations
