@@ -9,6 +9,8 @@ only the deals it lacks), runs the terminal call, and stores what changed in
 the same transaction. A call whose transaction fails leaves nothing behind:
 the process forgets its copy and reloads. Logins and tickets come from
 sequences reserved in blocks, so processes never hand out the same number.
+A process keeps copies of the ``keep`` accounts it used last; older ones are
+dropped from its terminal and read again when next used.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
@@ -29,6 +32,7 @@ FIRST_LOGIN = 5_000_001
 FIRST_TICKET = 100_000_001
 # A call consumes two tickets per fill; a catch-up may close every open position at once.
 TICKETS_PER_CALL = 256
+KEEP = 10_000  # accounts a process keeps a copy of
 
 
 class LockedAccount(Protocol):
@@ -74,9 +78,12 @@ class IdBlocks:
 
 
 class DemoAccounts:
-    def __init__(self, terminal: SimTerminal, store: DemoStore) -> None:
+    def __init__(self, terminal: SimTerminal, store: DemoStore, *, keep: int = KEEP) -> None:
         self.terminal = terminal
         self._store = store
+        self._keep = keep
+        self._recent: OrderedDict[int, None] = OrderedDict()  # logins with a copy here, least recent first
+        self.on_evict: list[Callable[[int], None]] = []  # told each login whose copy was dropped
         self._logins = IdBlocks(store, "login", FIRST_LOGIN, 16)
         self._tickets = IdBlocks(store, "ticket", FIRST_TICKET, 4 * TICKETS_PER_CALL)
         self._held: dict[int, tuple[int, int]] = {}  # login -> (stored version, stored deals) of our copy
@@ -112,10 +119,27 @@ class DemoAccounts:
                     result, after = await asyncio.to_thread(self._run, login, fn)
                     if after is not None:
                         await self._save(login, held, *after)
-                return result
             except BaseException:
                 self._held.pop(login, None)  # our copy may be ahead of what is stored: reload next time
                 raise
+            finally:
+                self._recent[login] = None
+                self._recent.move_to_end(login)
+        self._evict()
+        return result
+
+    def _evict(self) -> None:
+        while len(self._recent) > self._keep:
+            login = next(iter(self._recent))
+            lock = self._locks.get(login)
+            if lock is not None and lock.locked():  # in use: its turn comes after the call
+                return
+            del self._recent[login]
+            with self.terminal._lock:
+                self.terminal._accounts.pop(login, None)
+            self._held.pop(login, None)
+            for listener in self.on_evict:
+                listener(login)
 
     async def _load(self, login: int, held: LockedAccount) -> None:
         row = held.row

@@ -123,6 +123,7 @@ class MarketHub:
     async def start(self, store: DemoStore) -> None:
         """Keep demo accounts in ``store`` (a SqlDemoStore)."""
         self.demo = DemoAccounts(self.terminal, store)
+        self.demo.on_evict.append(lambda login: self._gateways.pop(("demo", login), None))
         await self.demo.start()
 
     def data_gateway(self) -> TradingGateway:

@@ -138,3 +138,19 @@ async def test_a_failed_store_leaves_the_account_as_stored(pair: Pair, monkeypat
     monkeypatch.undo()
     assert await gw.positions() == []  # the fill that could not be stored did not happen
     assert (await gw.account()).balance == 10_000.0
+
+
+async def test_a_process_keeps_copies_of_its_recent_accounts_only(pair: Pair) -> None:
+    from domain.trading.demo import DemoAccounts
+
+    assert isinstance(pair.a.demo, DemoAccounts)
+    pair.a.demo._keep = 2
+    logins = [await pair.b.open_demo(10_000.0 + i) for i in range(3)]
+    for login in logins:
+        assert (await pair.a.demo_gateway(login).order_send(OrderRequest.market("EURUSD", Side.BUY, 0.1))).ok
+    held = [login for login in logins if pair.a.terminal.has_account(login)]
+    assert held == logins[1:]  # the least recently used copy was dropped
+    first = pair.a.demo_gateway(logins[0])  # read again from the database when next used
+    [position] = await first.positions()
+    assert position.volume == 0.1 and (await first.account()).balance == 10_000.0
+    assert [login for login in logins if pair.a.terminal.has_account(login)] == [logins[0], logins[2]]
