@@ -10,15 +10,20 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
 
+# Enough pooled connections for a process's concurrent updates (24) and its background tasks: an
+# overflow connection is opened and closed per checkout, with its prepared statements lost each time.
+# deploy/compose.yaml sizes PostgreSQL's max_connections from these.
+POOL_SIZE = 30
+MAX_OVERFLOW = 10
+
+
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    # Enough pooled connections for a process's concurrent updates (24) and its background tasks: an
-    # overflow connection is opened and closed per checkout, with its prepared statements lost each time.
-    kwargs.setdefault("pool_size", 30)
-    kwargs.setdefault("max_overflow", 10)
+    kwargs.setdefault("pool_size", POOL_SIZE)
+    kwargs.setdefault("max_overflow", MAX_OVERFLOW)
     # No pre-ping: it costs three round trips per checkout (a third of the webhook path's socket time).
     # A connection broken by a server restart fails once; SQLAlchemy then invalidates the whole pool.
     kwargs.setdefault("pool_pre_ping", False)

@@ -106,3 +106,15 @@ def test_docker_compose_accepts_the_file(tmp_path: Path) -> None:
         capture_output=True, text=True, cwd=DEPLOY,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
+
+
+def test_postgres_admits_every_process_pool() -> None:
+    """Each app process may hold pool_size + max_overflow connections (domain/db/engine.py)."""
+    from domain.db.engine import MAX_OVERFLOW, POOL_SIZE
+
+    services = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]
+    command = services["postgres"]["command"]
+    limit = int(next(arg.split("=", 1)[1] for arg in command if arg.startswith("max_connections=")))
+    per_process = POOL_SIZE + MAX_OVERFLOW
+    processes = sum(1 for s in services.values() if s.get("command") and "bot" in str(s.get("command")))
+    assert processes >= 3 and limit >= processes * per_process + 10
