@@ -4,9 +4,6 @@ owner-checked buttons, real-time signals for Pro and the daily digest for Free."
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime
-
 import pytest
 from sqlalchemy import update
 
@@ -18,31 +15,11 @@ from domain.db.models import UserRow
 from domain.db.uow import UnitOfWork
 from domain.market.clock import ManualClock
 from domain.market.models import Timeframe
-from domain.ratelimit import Decision
-from tests.fakes.telegram import Call, FakeTelegram
-from tests.harness import Harness, build_harness
+from tests.bot.market.conftest import START
+from tests.fakes.telegram import Call
+from tests.harness import Harness
 
-START = datetime(2026, 11, 18, 10, 0, tzinfo=UTC)  # a Wednesday: FX markets open
 ALL_AGENTS = ("Trend", "Mean reversion", "Momentum", "Breakout", "Learner")
-
-
-class Unlimited:
-    async def hit(self, key: str, rate_per_minute: int, burst: int) -> Decision:
-        return Decision(True)
-
-
-@pytest.fixture
-async def harness(stack: Settings, telegram: FakeTelegram) -> AsyncIterator[Harness]:
-    h = await build_harness(stack, telegram, limiter=Unlimited())
-    yield h
-    await h.close()
-
-
-@pytest.fixture
-def clock(harness: Harness) -> ManualClock:
-    clock = ManualClock(START)
-    harness.app.market.hub.use_clock(clock)
-    return clock
 
 
 async def _tier(harness: Harness, user: int, tier: str) -> None:

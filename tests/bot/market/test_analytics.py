@@ -2,39 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime
-
-import pytest
-
-from bot.settings import Settings
 from domain.db.uow import UnitOfWork
 from domain.market.clock import ManualClock
-from domain.ratelimit import Decision
-from tests.fakes.telegram import Call, FakeTelegram
-from tests.harness import Harness, build_harness
+from tests.fakes.telegram import Call
+from tests.harness import Harness
 
-START = datetime(2026, 11, 18, 10, 0, tzinfo=UTC)  # a Wednesday: FX markets open
 ANN = 1001
-
-
-class Unlimited:
-    async def hit(self, key: str, rate_per_minute: int, burst: int) -> Decision:
-        return Decision(True)
-
-
-@pytest.fixture
-async def harness(stack: Settings, telegram: FakeTelegram) -> AsyncIterator[Harness]:
-    h = await build_harness(stack, telegram, limiter=Unlimited())
-    yield h
-    await h.close()
-
-
-@pytest.fixture
-def clock(harness: Harness) -> ManualClock:
-    clock = ManualClock(START)
-    harness.app.market.hub.use_clock(clock)
-    return clock
 
 
 async def set_tier(harness: Harness, user: int, tier: str) -> None:
