@@ -16,6 +16,7 @@ import contextlib
 import logging
 from typing import Any
 
+from aiogram.fsm.state import State
 from aiogram.types import CallbackQuery
 from aiogram_dialog import DialogManager, ShowMode, Window
 from aiogram_dialog.widgets.kbd import (
@@ -267,6 +268,24 @@ def _refresh() -> Button:
     return Button(Label(N_("🔄 Refresh")), id="refresh", on_click=on_refresh)
 
 
+def _list_window(state: State, getter: Any, items: str, item_id: str, on_click: Any) -> Window:
+    """A paged list of ``items`` ((id, label) pairs) whose rows open their item, with Refresh and Back."""
+    return Window(
+        Format("{text}"),
+        ScrollingGroup(
+            Select(Format("{item[1]}"), id=item_id, item_id_getter=lambda item: item[0], items=items,
+                   on_click=on_click),  # fmt: skip
+            id=f"{item_id}_pages",
+            width=1,
+            height=PAGE,
+            hide_on_single_page=True,
+        ),
+        Row(_refresh(), _back()),
+        state=state,
+        getter=getter,
+    )
+
+
 def dashboard_dialog() -> ButtonDialog:
     return ButtonDialog(
         Window(
@@ -287,25 +306,7 @@ def dashboard_dialog() -> ButtonDialog:
             state=Dashboard.main,
             getter=get_main,
         ),
-        Window(
-            Format("{text}"),
-            ScrollingGroup(
-                Select(
-                    Format("{item[1]}"),
-                    id="pos",
-                    item_id_getter=lambda item: item[0],
-                    items="positions",
-                    on_click=on_pick_position,
-                ),  # fmt: skip
-                id="pos_pages",
-                width=1,
-                height=PAGE,
-                hide_on_single_page=True,
-            ),
-            Row(_refresh(), _back()),
-            state=Dashboard.portfolio,
-            getter=get_portfolio,
-        ),
+        _list_window(Dashboard.portfolio, get_portfolio, "positions", "pos", on_pick_position),
         Window(
             Format("{text}"),
             Row(
@@ -315,25 +316,7 @@ def dashboard_dialog() -> ButtonDialog:
             state=Dashboard.close_confirm,
             getter=get_close_confirm,
         ),
-        Window(
-            Format("{text}"),
-            ScrollingGroup(
-                Select(
-                    Format("{item[1]}"),
-                    id="alert",
-                    item_id_getter=lambda item: item[0],
-                    items="rules",
-                    on_click=on_pick_alert,
-                ),  # fmt: skip
-                id="alert_pages",
-                width=1,
-                height=PAGE,
-                hide_on_single_page=True,
-            ),
-            Row(_refresh(), _back()),
-            state=Dashboard.alerts,
-            getter=get_alerts,
-        ),
+        _list_window(Dashboard.alerts, get_alerts, "rules", "alert", on_pick_alert),
         Window(
             Format("{text}"),
             Row(

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-
 import pytest
 from sqlalchemy import select
 
 from domain.db.models import AlertRow, AuditRow
 from domain.market.clock import ManualClock
 from tests.harness import Harness, build_harness
-
 
 
 async def test_price_several_symbols_and_suggestions(harness: Harness, clock: ManualClock) -> None:

@@ -13,7 +13,6 @@ from domain.market.clock import ManualClock
 from tests.harness import Harness
 
 
-
 def _confirm(calls: list) -> str:  # type: ignore[type-arg]
     return next(data for c in calls for _, data in c.buttons if data and data.startswith("tr:ok:"))
 

@@ -5,34 +5,18 @@ premium panels vs. the upgrade window, the WebApp button, stale and foreign butt
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-
-import pytest
 
 from bot.settings import Settings
 from bot.views.menu import MenuCB
 from domain.db.trading import SqlAlertStore
 from domain.db.uow import UnitOfWork
 from domain.market.clock import ManualClock
-from tests.bot.test_analytics import ANN, START, Unlimited, set_tier, trade
+from tests.bot.market.conftest import Unlimited
+from tests.bot.market.test_analytics import ANN, set_tier, trade
 from tests.fakes.telegram import Call, FakeTelegram
 from tests.harness import Harness, build_harness
 
 BOB = 2002
-
-
-@pytest.fixture
-async def harness(stack: Settings, telegram: FakeTelegram) -> AsyncIterator[Harness]:
-    h = await build_harness(stack, telegram, limiter=Unlimited())
-    yield h
-    await h.close()
-
-
-@pytest.fixture
-def clock(harness: Harness) -> ManualClock:
-    clock = ManualClock(START)
-    harness.app.market.hub.use_clock(clock)
-    return clock
 
 
 def shown(calls: list[Call]) -> Call:
