@@ -13,7 +13,6 @@ Results are MT5 records (:mod:`domain.market.mt5api`); the module facade
 from __future__ import annotations
 
 import asyncio
-import copy
 import hashlib
 import hmac
 import itertools
@@ -360,12 +359,6 @@ class SimTerminal:
 
     def has_account(self, login: int) -> bool:
         return login in self._accounts
-
-    def export_account(self, login: int) -> _Account:
-        """A deep copy of one account (its state after SL/TP caught up to now), for persisting."""
-        with self._lock:
-            self._sync_account(self._account(login))
-            return copy.deepcopy(self._accounts[login])
 
     def install_account(self, acc: _Account) -> None:
         """Put ``acc`` in place of the account with its login (state loaded from elsewhere)."""
