@@ -14,10 +14,6 @@ from domain.agents.consensus import AgentStats, log_odds_weight, prior_stats
 from domain.agents.learning import Resolution, Signal, record_resolution, stats_map
 from domain.agents.service import AgentService, AiQuotaExceeded, WatchlistFull
 from domain.agents.votes import Direction
-from domain.db.engine import create_engine, create_sessionmaker
-from domain.db.models import UserRow
-from domain.db.repositories import load_tiers
-from domain.db.trading import SqlDemoStore
 from domain.db.uow import SqlUsageStore, UnitOfWork
 from domain.market.clock import ManualClock
 from domain.market.models import Timeframe
@@ -26,6 +22,7 @@ from domain.tiers import TierCatalog
 from domain.trading.market import MarketHub
 from domain.trading.models import SymbolNotFound
 from domain.users import User
+from tests.stores import market
 
 START = datetime(2026, 11, 18, 10, 30, tzinfo=UTC)  # a Wednesday; the 10:00 H1 bar is still forming
 
@@ -42,20 +39,9 @@ class Env:
 
 @pytest.fixture
 async def env(db_url: str) -> AsyncIterator[Env]:
-    engine = create_engine(db_url)
-    sm = create_sessionmaker(engine)
-    async with sm() as s:
-        tiers = TierCatalog(await load_tiers(s))
-        for uid, tier in ((1, "free"), (2, "pro")):
-            s.add(UserRow(id=uid, first_name="U", timezone="UTC", role="user", tier=tier, referral_code=f"r{uid}",
-                          notifications={}, is_blocked=False, created_at=START, last_seen_at=START))  # fmt: skip
-        await s.commit()
-    clock = ManualClock(START)
-    hub = MarketHub(clock=clock)
-    await hub.start(SqlDemoStore(sm))
-    meter = Meter(SqlUsageStore(sm))
-    yield Env(sm, hub, AgentService(hub, tiers, meter), tiers, clock, meter)
-    await engine.dispose()
+    async with market(db_url, {1: "free", 2: "pro"}, START) as m:
+        meter = Meter(SqlUsageStore(m.sessionmaker))
+        yield Env(m.sessionmaker, m.hub, AgentService(m.hub, m.tiers, meter), m.tiers, m.clock, meter)
 
 
 async def _user(env: Env, uid: int) -> User:

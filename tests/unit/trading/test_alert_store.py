@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 from domain.alerts.models import AlertKind, AlertRule
 from domain.db.engine import create_engine, create_sessionmaker
-from domain.db.models import UserRow
 from domain.db.trading import SqlAlertStore, SqlTradingRepository
+from tests.stores import seed_users
 
 NOW = datetime(2026, 11, 18, 10, 0, tzinfo=UTC)
 T0 = int(NOW.timestamp() * 1000)
@@ -18,10 +18,8 @@ async def test_a_repeating_alert_fires_once_per_cooldown_whoever_evaluates_it(db
     engine = create_engine(db_url)
     sm = create_sessionmaker(engine)
     try:
+        await seed_users(sm, {7: "pro"}, NOW)
         async with sm() as s:
-            s.add(UserRow(id=7, first_name="U", timezone="UTC", role="user", tier="pro", referral_code="r7",
-                          notifications={}, is_blocked=False, created_at=NOW, last_seen_at=NOW))  # fmt: skip
-            await s.flush()
             rule = await SqlTradingRepository(s).add_alert(
                 AlertRule(0, 7, "EURUSD", AlertKind.ABOVE, threshold=1.1, repeat=True, cooldown_s=60), NOW
             )

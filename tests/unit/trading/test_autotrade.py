@@ -19,10 +19,7 @@ from domain.agents.risk import RiskAgent, RiskBudget, SizingSpec
 from domain.agents.series import Series
 from domain.agents.votes import Direction
 from domain.audit import Surface
-from domain.db.engine import create_engine, create_sessionmaker
 from domain.db.models import AuditRow, AutoTradeRow, OrderRow, UserRow
-from domain.db.repositories import load_tiers
-from domain.db.trading import SqlDemoStore
 from domain.db.uow import UnitOfWork
 from domain.errors import FeatureLocked, InvalidInput
 from domain.market.clock import ManualClock
@@ -43,6 +40,7 @@ from domain.trading.market import MarketHub
 from domain.trading.models import AccountKind, NoLiveAccount, SymbolNotFound
 from domain.trading.service import TradingService
 from domain.users import UserService
+from tests.stores import market
 
 START = datetime(2026, 11, 18, 10, 0, tzinfo=UTC)  # a Wednesday: markets open
 PRO, FREE, BASIC = 1, 2, 3
@@ -68,29 +66,18 @@ class Env:
 
 @pytest.fixture
 async def env(db_url: str) -> AsyncIterator[Env]:
-    engine = create_engine(db_url)
-    sm = create_sessionmaker(engine)
-    async with sm() as s:
-        tiers = TierCatalog(await load_tiers(s))
-        for uid, tier in ((PRO, "pro"), (FREE, "free"), (BASIC, "basic")):
-            s.add(UserRow(id=uid, first_name="U", timezone="UTC", role="user", tier=tier, referral_code=f"r{uid}",
-                          notifications={}, is_blocked=False, created_at=START, last_seen_at=START))  # fmt: skip
-        await s.commit()
-    clock = ManualClock(START)
-    hub = MarketHub(clock=clock)
-    await hub.start(SqlDemoStore(sm))
-    trading = TradingService(hub, tiers, SecretBox(b"unit-test-secret"))
-    users = UserService(tiers)
-    reports: list[AutoReport] = []
+    async with market(db_url, {PRO: "pro", FREE: "free", BASIC: "basic"}, START) as m:
+        sm, tiers = m.sessionmaker, m.tiers
+        trading = TradingService(m.hub, tiers, SecretBox(b"unit-test-secret"))
+        users = UserService(tiers)
+        reports: list[AutoReport] = []
 
-    async def collect(report: AutoReport) -> None:
-        reports.append(report)
+        async def collect(report: AutoReport) -> None:
+            reports.append(report)
 
-    auto = AutoTrader(lambda: UnitOfWork(sm), trading, users, tiers, reporter=collect,
-                      timeframes=(Timeframe.H1, Timeframe.H4))  # fmt: skip
-    yield Env(sm, hub, trading, tiers, clock, users, auto, reports)
-    await hub.close()
-    await engine.dispose()
+        auto = AutoTrader(lambda: UnitOfWork(sm), trading, users, tiers, reporter=collect,
+                          timeframes=(Timeframe.H1, Timeframe.H4))  # fmt: skip
+        yield Env(sm, m.hub, trading, tiers, m.clock, users, auto, reports)
 
 
 # ---- real decisions -----------------------------------------------------------------------------

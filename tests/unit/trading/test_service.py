@@ -12,9 +12,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from domain.db.engine import create_engine, create_sessionmaker
-from domain.db.models import AuditRow, OrderRow, TradingAccountRow, UserRow
-from domain.db.repositories import load_tiers
+from domain.db.models import AuditRow, OrderRow, TradingAccountRow
 from domain.db.trading import SqlDemoStore
 from domain.db.uow import UnitOfWork
 from domain.errors import FeatureLocked
@@ -25,6 +23,7 @@ from domain.trading.crypto import SecretBox
 from domain.trading.market import MarketHub
 from domain.trading.models import LinkFailed, OrderRefused, OrderStatus
 from domain.trading.service import TradingService
+from tests.stores import market
 
 START = datetime(2026, 11, 18, 10, 0, tzinfo=UTC)
 SECRET = b"unit-test-secret"
@@ -41,19 +40,8 @@ class Env:
 
 @pytest.fixture
 async def env(db_url: str) -> AsyncIterator[Env]:
-    engine = create_engine(db_url)
-    sm = create_sessionmaker(engine)
-    async with sm() as s:
-        tiers = TierCatalog(await load_tiers(s))
-        for uid in (1, 2):
-            s.add(UserRow(id=uid, first_name="U", timezone="UTC", role="user", tier="free", referral_code=f"r{uid}",
-                          notifications={}, is_blocked=False, created_at=START, last_seen_at=START))  # fmt: skip
-        await s.commit()
-    clock = ManualClock(START)
-    hub = MarketHub(clock=clock)
-    await hub.start(SqlDemoStore(sm))
-    yield Env(sm, hub, TradingService(hub, tiers, SecretBox(SECRET)), tiers, clock)
-    await engine.dispose()
+    async with market(db_url, {1: "free", 2: "free"}, START) as m:
+        yield Env(m.sessionmaker, m.hub, TradingService(m.hub, m.tiers, SecretBox(SECRET)), m.tiers, m.clock)
 
 
 async def _preview(env: Env, user: int = 1, volume: float = 0.1, sl: float | None = None) -> str:
