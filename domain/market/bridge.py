@@ -9,6 +9,14 @@ against a strict pattern), so a malformed name is refused before it leaves
 this process. Values cross the wire as tagged plain tuples (:func:`encode`),
 never as remote references or pickles.
 
+Before rpyc speaks at all, the two ends run a mutual HMAC-SHA256
+challenge-response over a shared secret (``MT5_BRIDGE_SECRET``,
+:func:`client_handshake` / :class:`HandshakeAuthenticator`): the server
+proves nothing is served before the client answered its nonce, the client
+that the server knows the secret too before it sends a password. A client
+never talks to a bridge off loopback without a secret, nor to an open
+bridge when it holds one.
+
 :class:`RemoteModule` looks like the MetaTrader5 module to
 :class:`~domain.market.mt5client.ModuleClient`; it enforces a per-call
 timeout and reconnects with exponential backoff.
@@ -18,7 +26,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
+import hmac
+import ipaddress
+import logging
 import re
+import secrets
+import socket
 import threading
 import time
 from collections import namedtuple
@@ -28,7 +42,9 @@ from typing import Any
 import numpy as np
 
 from domain.market.errors import (
+    AccountMismatch,
     BackendNotInstalled,
+    BridgeAuthError,
     BridgeProtocolError,
     GatewayError,
     GatewayTimeout,
@@ -41,8 +57,107 @@ from domain.market.symbols import is_valid_symbol_name
 
 try:
     import rpyc
+    from rpyc.core.stream import SocketStream
+    from rpyc.utils.authenticators import AuthenticationError
+    from rpyc.utils.factory import connect_stream
 except ImportError:  # the gateway reports it when used
     rpyc = None
+
+log = logging.getLogger(__name__)
+
+# -- authentication ------------------------------------------------------------------------------
+
+MAGIC = b"HTMT5B1"  # protocol name and version, the first bytes the server sends
+NONCE_BYTES = 32
+HANDSHAKE_TIMEOUT = 5.0
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and ``localhost``: the only hosts an unauthenticated bridge may use."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _mac(secret: bytes, label: bytes, first: bytes, second: bytes) -> bytes:
+    return hmac.new(secret, MAGIC + label + first + second, hashlib.sha256).digest()
+
+
+def _recv_exact(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise EOFError("bridge closed the connection during the handshake")
+        data += chunk
+    return data
+
+
+def client_handshake(sock: socket.socket, secret: bytes | None) -> None:
+    """The client's half of the handshake on a fresh socket; BridgeAuthError when refused.
+
+    Server: MAGIC, b"1" (a secret is required) or b"0", its nonce. Client: HMAC(secret,
+    "client" + server nonce + client nonce), its nonce. Server: b"OK" + HMAC(secret, "server" +
+    client nonce + server nonce), or b"NO" and it hangs up.
+    """
+    greeting = _recv_exact(sock, len(MAGIC) + 1 + NONCE_BYTES)
+    if greeting[: len(MAGIC)] != MAGIC:
+        raise BridgeProtocolError("not an MT5 bridge (or another version of it)")
+    required, server_nonce = greeting[len(MAGIC) : len(MAGIC) + 1] == b"1", greeting[len(MAGIC) + 1 :]
+    if required and secret is None:
+        raise BridgeAuthError("the bridge requires MT5_BRIDGE_SECRET and none is set here")
+    if not required and secret is not None:
+        raise BridgeAuthError("the bridge does not authenticate itself; refusing it (MT5_BRIDGE_SECRET is set)")
+    client_nonce = secrets.token_bytes(NONCE_BYTES)
+    answer = _mac(secret, b"client", server_nonce, client_nonce) if secret is not None else bytes(NONCE_BYTES)
+    sock.sendall(answer + client_nonce)
+    try:
+        reply = _recv_exact(sock, 2 + NONCE_BYTES)
+    except EOFError:
+        raise BridgeAuthError("the bridge refused the secret") from None
+    if reply[:2] != b"OK":
+        raise BridgeAuthError("the bridge refused the secret")
+    if secret is not None and not hmac.compare_digest(reply[2:], _mac(secret, b"server", client_nonce, server_nonce)):
+        raise BridgeAuthError("the bridge could not prove it knows the secret")
+
+
+class HandshakeAuthenticator:
+    """rpyc server authenticator: the server's half of :func:`client_handshake`.
+
+    Runs on the raw socket before rpyc's protocol starts, so no exposed call is reachable
+    by a client that has not answered the nonce. ``secret`` None: an open bridge (loopback only).
+    """
+
+    def __init__(self, secret: bytes | None, *, timeout: float = HANDSHAKE_TIMEOUT) -> None:
+        self._secret = secret
+        self._timeout = timeout
+
+    def __call__(self, sock: socket.socket) -> tuple[socket.socket, None]:
+        sock.settimeout(self._timeout)
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        try:
+            sock.sendall(MAGIC + (b"1" if self._secret is not None else b"0") + nonce)
+            reply = _recv_exact(sock, 2 * NONCE_BYTES)
+        except (OSError, EOFError) as exc:
+            raise AuthenticationError(f"handshake broken: {exc}") from None
+        answer, client_nonce = reply[:NONCE_BYTES], reply[NONCE_BYTES:]
+        proof = bytes(NONCE_BYTES)
+        if self._secret is not None:
+            if not hmac.compare_digest(answer, _mac(self._secret, b"client", nonce, client_nonce)):
+                with contextlib.suppress(OSError):
+                    sock.sendall(b"NO" + bytes(NONCE_BYTES))
+                log.warning("bridge: refused a client that does not know the secret")
+                raise AuthenticationError("wrong secret")
+            proof = _mac(self._secret, b"server", client_nonce, nonce)
+        try:
+            sock.sendall(b"OK" + proof)
+        except OSError as exc:
+            raise AuthenticationError(f"handshake broken: {exc}") from None
+        sock.settimeout(None)
+        return sock, None
 
 # -- argument validation ----------------------------------------------------------------
 
@@ -132,6 +247,20 @@ SIGNATURES: dict[str, tuple[tuple[Validator, ...], int, dict[str, Validator]]] =
     "history_deals_total": ((_num, _num), 2, {}),
     "history_deals_get": ((_num, _num), 0, {"group": _group, "ticket": _int, "position": _int}),
 }
+
+
+# Calls that act on or read the logged-in account: a bridge given an expected account checks it first.
+ACCOUNT_CALLS = frozenset({
+    "account_info", "order_calc_margin", "order_calc_profit", "order_check", "order_send", "positions_total",
+    "positions_get", "history_deals_total", "history_deals_get",
+})  # fmt: skip
+MISMATCH = "M"  # the bridge's answer when its terminal is on another account: ("M", login, server)
+
+
+def check_expect(value: Any) -> tuple[int, str]:
+    if type(value) is not tuple or len(value) != 2 or not _int(value[0]) or not _text(value[1]):
+        raise InvalidRequest("expected account must be (login, server)")
+    return value[0], value[1]
 
 
 def check_call(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -237,6 +366,30 @@ def _str(v: Any) -> str:
 
 # -- client ------------------------------------------------------------------------------------
 
+CLIENT_CONFIG = {
+    "allow_pickle": False,
+    "allow_public_attrs": False,
+    "allow_all_attrs": False,
+    "import_custom_exceptions": False,
+}
+
+
+def open_connection(host: str, port: int, *, secret: bytes | None, timeout: float) -> Any:
+    """An rpyc connection to a bridge, after the handshake (BridgeAuthError when refused)."""
+    if rpyc is None:
+        raise BackendNotInstalled("rpyc is not installed (pip install rpyc)")
+    sock = SocketStream._connect(host, port, timeout=timeout, nodelay=True, keepalive=True, attempts=1)
+    try:
+        client_handshake(sock, secret)
+        sock.settimeout(None)
+        return connect_stream(
+            SocketStream(sock), service=rpyc.VoidService, config={**CLIENT_CONFIG, "sync_request_timeout": timeout}
+        )
+    except BaseException:
+        with contextlib.suppress(OSError):
+            sock.close()
+        raise
+
 
 class RemoteModule:
     """The MetaTrader5 module of a bridge server, as a local module-like object.
@@ -254,8 +407,13 @@ class RemoteModule:
         backoff: float = 0.25,
         max_backoff: float = 4.0,
         sleep: Callable[[float], None] = time.sleep,
+        secret: str | bytes | None = None,
     ) -> None:
         self.host, self.port = host, int(port)
+        self._secret = secret.encode() if isinstance(secret, str) else secret
+        # (login, server) the bridge must find its terminal on before each account call (atomically,
+        # under its module lock): no other process can switch the account between check and send
+        self.expect: tuple[int, str] | None = None
         self.timeout = timeout
         self.retries = max(1, retries)
         self.backoff, self.max_backoff = backoff, max_backoff
@@ -269,22 +427,13 @@ class RemoteModule:
             return self._remote_call
         if rpyc is None:
             raise BackendNotInstalled("rpyc is not installed (pip install rpyc)")
+        if self._secret is None and not is_loopback(self.host):
+            # a password must never cross an unauthenticated channel
+            raise BridgeAuthError(f"MT5 bridge {self.host}:{self.port} is not on loopback: set MT5_BRIDGE_SECRET")
         delay, last = self.backoff, None
         for attempt in range(self.retries):
             try:
-                conn = rpyc.connect(
-                    self.host,
-                    self.port,
-                    service=rpyc.VoidService,
-                    config={
-                        "sync_request_timeout": self.timeout,
-                        "allow_pickle": False,
-                        "allow_public_attrs": False,
-                        "allow_all_attrs": False,
-                        "import_custom_exceptions": False,
-                    },
-                    keepalive=True,
-                )
+                conn = open_connection(self.host, self.port, secret=self._secret, timeout=self.timeout)
                 self._remote_call = conn.root.call
                 self._conn = conn
                 return self._remote_call
@@ -312,7 +461,10 @@ class RemoteModule:
         with self._lock:
             remote = self._connection()
             try:
-                raw = remote(name, encode(args), encode(kwargs))
+                if self.expect is not None and name in ACCOUNT_CALLS:
+                    raw = remote(name, encode(args), encode(kwargs), encode(self.expect))
+                else:
+                    raw = remote(name, encode(args), encode(kwargs))
             except TimeoutError:
                 self.close()  # a late answer must not pair with the next call
                 raise GatewayTimeout(f"bridge call {name} took longer than {self.timeout}s") from None
@@ -323,6 +475,9 @@ class RemoteModule:
                 raise InvalidRequest(f"bridge refused {name}: {str(exc).splitlines()[0][:200]}") from None
             except Exception as exc:  # a remote exception, re-raised by rpyc
                 raise GatewayError(f"bridge call {name} failed: {type(exc).__name__}") from None
+        if type(raw) is tuple and len(raw) == 3 and raw[0] == MISMATCH and self.expect is not None:
+            actual = (raw[1], raw[2]) if type(raw[1]) is int and type(raw[2]) is str else None
+            raise AccountMismatch(self.expect, actual, relogged=False)
         return decode(raw)
 
 
@@ -330,9 +485,9 @@ class BridgeGateway(ThreadedModuleGateway):
     """TradingGateway over a MetaTrader5 bridge server (``MT5_BACKEND=rpyc``).
 
     Like the module it serves, a bridge server has ONE terminal connection
-    and one logged-in account at a time: gateways with different logins on
-    the same server switch the account under each other. Per-user demo
-    accounts belong on the ``sim`` backend.
+    and one logged-in account at a time: live accounts each get their own
+    bridge from the terminal pool (:mod:`domain.trading.pool`), and with
+    ``verify`` every account call checks the terminal is still on ``login``.
     """
 
     def __init__(
@@ -348,11 +503,16 @@ class BridgeGateway(ThreadedModuleGateway):
         backoff: float = 0.25,
         max_backoff: float = 4.0,
         init_timeout_ms: int = 60_000,
+        secret: str | bytes | None = None,
+        verify: bool = False,
     ) -> None:
         self.remote = RemoteModule(
-            host, port, timeout=timeout, retries=retries, backoff=backoff, max_backoff=max_backoff
+            host, port, timeout=timeout, retries=retries, backoff=backoff, max_backoff=max_backoff, secret=secret
         )
-        client = ModuleClient(self.remote, login=login, password=password, server=server, timeout_ms=init_timeout_ms)
+        client = ModuleClient(
+            self.remote, login=login, password=password, server=server, timeout_ms=init_timeout_ms, verify=verify
+        )
+        self.remote.expect = client.expected
         # a call may reconnect first: allow the backoff schedule on top of the call timeout
         budget = sum(min(backoff * 2**i, max_backoff) + 3.0 for i in range(retries))
         super().__init__(client, timeout=timeout * 3 + budget, thread_name="mt5-bridge")

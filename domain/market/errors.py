@@ -39,6 +39,27 @@ class BackendNotInstalled(GatewayUnavailable):
     code: ClassVar[str] = "MKT-BACKEND-MISSING"
 
 
+class BridgeAuthError(GatewayUnavailable):
+    """The bridge and this process do not share the secret (or one of them has none)."""
+
+    code: ClassVar[str] = "MKT-BRIDGE-AUTH"
+
+
+class AccountMismatch(GatewayError):
+    """The terminal is logged in to another account than the one this gateway serves.
+
+    Nothing was sent. ``relogged``: the terminal was logged back in to the expected account;
+    otherwise it must leave the pool."""
+
+    code: ClassVar[str] = "MKT-ACCOUNT-MISMATCH"
+
+    def __init__(self, expected: tuple[int, str], actual: tuple[int, str] | None, *, relogged: bool) -> None:
+        super().__init__(f"terminal is on {actual}, expected {expected}")
+        self.expected = expected
+        self.actual = actual
+        self.relogged = relogged
+
+
 class GatewayAuthError(GatewayError):
     """Login to the trade account failed (wrong login, password or server)."""
 

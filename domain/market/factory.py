@@ -28,6 +28,7 @@ def make_gateway(
     demo_balance: float = 10_000.0,
     demo_currency: str = "USD",
     demo_leverage: int = 100,
+    secret: str | bytes | None = None,
 ) -> TradingGateway:
     """A gateway for ``backend``.
 
@@ -51,5 +52,5 @@ def make_gateway(
     if kind == "rpyc":
         from domain.market.bridge import BridgeGateway
 
-        return BridgeGateway(host, port, login=login, password=password, server=server, timeout=timeout)
+        return BridgeGateway(host, port, login=login, password=password, server=server, timeout=timeout, secret=secret)
     raise ValueError(f"MT5_BACKEND must be one of {', '.join(BACKENDS)}, not {backend!r}")

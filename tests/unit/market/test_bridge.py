@@ -10,10 +10,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-import rpyc
 
 from domain.market import mt5api
-from domain.market.bridge import BridgeGateway, RemoteModule, decode, encode
+from domain.market.bridge import BridgeGateway, RemoteModule, decode, encode, open_connection
 from domain.market.errors import BridgeProtocolError, GatewayTimeout, GatewayUnavailable, InvalidSymbolName
 from domain.market.models import Timeframe
 from domain.market.sim import SimTerminal
@@ -87,7 +86,7 @@ def test_remote_module_validates_before_connecting() -> None:
 
 def test_server_refuses_bad_calls_itself(recording: Recording) -> None:
     served = ServedModule(recording)
-    conn = rpyc.connect("127.0.0.1", served.port, config={"sync_request_timeout": 5})
+    conn = open_connection("127.0.0.1", served.port, secret=None, timeout=5)
     try:
         with pytest.raises(ValueError):
             conn.root.call("symbol_info", encode((MALICIOUS,)), encode({}))
