@@ -175,7 +175,7 @@ def account(info: Any) -> Account:
         margin=margin,
         margin_free=float(info.margin_free),
         margin_level=float(info.margin_level) if margin > 0 else None,
-        is_demo=int(info.trade_mode) == mt5api.ACCOUNT_TRADE_MODE_DEMO,
+        is_demo=int(info.trade_mode) != mt5api.ACCOUNT_TRADE_MODE_REAL,  # demo or contest
     )
 
 

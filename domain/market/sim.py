@@ -76,6 +76,8 @@ class _Account:
     positions: dict[int, _Position] = field(default_factory=dict)
     deals: list[Any] = field(default_factory=list)
     done_g: int | None = None  # last substep whose SL/TP/stop-out were processed for this account
+    real: bool = False  # reports ACCOUNT_TRADE_MODE_REAL (a broker's live account) instead of DEMO
+    server: str | None = None  # the trade server it belongs to; None: the terminal's own
 
     @property
     def digits(self) -> int:
@@ -309,6 +311,33 @@ class SimTerminal:
             self._book_balance(acc, float(balance), "Demo deposit")
             return login
 
+    def open_real_account(
+        self,
+        password: str,
+        balance: float = 10_000.0,
+        currency: str = "USD",
+        leverage: int = 100,
+        *,
+        login: int | None = None,
+        server: str | None = None,
+        name: str = "Live account",
+    ) -> int:
+        """Open an account that reports itself as a broker's REAL account on ``server`` (the
+        terminal's own when None); it always has a password. What ``bridge_server --sim --account``
+        serves, and what tests link as a "live" account."""
+        if not password:
+            raise ValueError("a real account needs a password")
+        login = self.open_demo_account(balance, currency, leverage, password=password, name=name, login=login)
+        with self._lock:
+            acc = self._accounts[login]
+            acc.real = True
+            acc.server = server if server not in (None, self.server) else None
+        return login
+
+    def server_of(self, login: int) -> str:
+        acc = self._accounts.get(login)
+        return self.server if acc is None or acc.server is None else acc.server
+
     def deposit(self, login: int, amount: float, comment: str = "Deposit") -> None:
         """Add (or with a negative amount, withdraw) balance."""
         with self._lock:
@@ -365,12 +394,17 @@ class SimTerminal:
         with self._lock:
             self._accounts[acc.login] = acc
 
-    def authenticate(self, login: int, password: str | None) -> bool:
+    def authenticate(self, login: int, password: str | None, server: str | None = None) -> bool:
+        """Whether ``password`` opens ``login`` (on ``server`` when given). A passwordless account (a
+        platform demo account) opens only WITHOUT a password: any password offered for it is refused,
+        so nobody can pass one off as their own live account."""
         acc = self._accounts.get(login)
         if acc is None:
             return False
+        if server is not None and server != self.server_of(login):
+            return False
         if acc.password is None:
-            return True
+            return password is None
         salt = acc.password.split("$", 2)[1]
         return password is not None and hmac.compare_digest(acc.password, _verifier(password, salt))
 
@@ -380,7 +414,7 @@ class SimTerminal:
             s = self._state(acc)
             return _R.AccountInfo(
                 login,
-                _R.ACCOUNT_TRADE_MODE_DEMO,
+                _R.ACCOUNT_TRADE_MODE_REAL if acc.real else _R.ACCOUNT_TRADE_MODE_DEMO,
                 acc.leverage,
                 200,
                 _R.ACCOUNT_STOPOUT_MODE_PERCENT,
@@ -404,7 +438,7 @@ class SimTerminal:
                 0.0,
                 0.0,
                 acc.name,
-                self.server,
+                self.server if acc.server is None else acc.server,
                 acc.currency,
                 self.company,
             )

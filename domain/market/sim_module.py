@@ -126,10 +126,10 @@ class SimMT5:
         return True
 
     def _authorize(self, login: Any, password: Any, server: Any) -> bool:
-        if server not in (None, self._t.server) or not isinstance(login, int):
+        if not isinstance(login, int) or not isinstance(server, (str, type(None))):
             self._error = _ERR_AUTH
             return False
-        if not self._t.authenticate(login, password):
+        if not self._t.authenticate(login, password, server):
             self._error = _ERR_AUTH
             return False
         self._login = login

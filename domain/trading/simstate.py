@@ -28,6 +28,7 @@ def state(acc: _Account) -> dict[str, Any]:
         "balance": acc.balance,
         "positions": [dataclasses.asdict(p) for p in acc.positions.values()],
         "done_g": acc.done_g,
+        **({"real": True, "server": acc.server} if acc.real else {}),
     }
 
 
@@ -39,7 +40,7 @@ def same_trading_state(a: dict[str, Any], b: dict[str, Any]) -> bool:
 def account(login: int, data: dict[str, Any], deals: Sequence[Sequence[Any]]) -> _Account:
     acc = _Account(
         login, data["password"], data["name"], data["currency"], int(data["leverage"]), float(data["balance"]),
-        done_g=data["done_g"],
+        done_g=data["done_g"], real=bool(data.get("real", False)), server=data.get("server"),
     )  # fmt: skip
     for p in data["positions"]:
         pos = _Position(**p)
