@@ -154,6 +154,13 @@ _MESSAGES: dict[str, str] = {
                       "Check /positions before trying again."),
     "TRD-NO-LIVE": N_("No live account is linked. Link one in /trading."),
     "TRD-LINK-FAILED": N_("The broker refused this login, server or password. Nothing was stored."),
+    "TRD-NO-TERMINAL": N_("Every trading terminal is busy serving another live account, so yours can't be "
+                          "linked right now. Nothing was stored; our team has been told. Please try again later."),
+    "TRD-ACCOUNT-TAKEN": N_("This account is already linked by another user. Nothing was stored."),
+    "TRD-DEMO-LOGIN": N_("This is a demo account, not a live one. Nothing was stored; your demo account is "
+                         "always available in /trading."),
+    "TRD-TERMINAL-MISMATCH": N_("Your trading terminal was not on your account, so nothing was sent. It has been "
+                                "reconnected; check /positions and try again."),
     # auto-trading (issue 4 part 5)
     "AUT-RANGE": N_("{field} must be between {low} and {high}."),
     "AUT-SYMBOLS": N_("Auto-trading takes at most {limit} symbols. Remove one first."),

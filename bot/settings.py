@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     mt5_backend: Literal["sim", "native", "rpyc"] = "sim"
     mt5_rpyc_host: str = "127.0.0.1"
     mt5_rpyc_port: int = 18812
+    mt5_rpyc_pool: str | None = None  # host:port,host:port,…: one terminal each, leased one per live account
+    mt5_bridge_secret: SecretStr | None = None  # the bridges' shared secret (required off loopback)
+    mt5_terminal_paths: str | None = None  # native (Windows): terminal installations, one child process each
     web_host: str = "127.0.0.1"
     web_port: int = 8080
     web_public_url: str | None = None

@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from domain.alerts.service import AlertEvaluator
+from domain.db.terminals import SqlTerminalStore
 from domain.db.trading import SqlAlertStore, SqlDemoStore
 from domain.db.uow import UnitOfWork
 from domain.health import HealthService, Probe
@@ -28,6 +29,7 @@ from domain.tiers import Quota, TierCatalog
 from domain.trading.alerts import AlertService
 from domain.trading.crypto import SecretBox
 from domain.trading.market import MarketHub
+from domain.trading.pool import build_pool
 from domain.trading.service import TradingService
 from bot.notify import Notifier
 from workers.alert_delivery import AlertDelivery
@@ -66,7 +68,15 @@ class TradingRuntime:
     @classmethod
     async def create(cls, settings: Any, sessionmaker: async_sessionmaker[AsyncSession],
                      tiers: TierCatalog, redis: Redis | None = None) -> TradingRuntime:  # fmt: skip
-        hub = MarketHub(backend=settings.mt5_backend, host=settings.mt5_rpyc_host, port=settings.mt5_rpyc_port)
+        secret = settings.mt5_bridge_secret.get_secret_value().encode() if settings.mt5_bridge_secret else None
+        pool = build_pool(
+            settings.mt5_backend, SqlTerminalStore(sessionmaker), host=settings.mt5_rpyc_host,
+            port=settings.mt5_rpyc_port, pool=settings.mt5_rpyc_pool, paths=settings.mt5_terminal_paths,
+            secret=secret, secret_key=settings.secret(),
+        )  # fmt: skip
+        hub = MarketHub(
+            backend=settings.mt5_backend, host=settings.mt5_rpyc_host, port=settings.mt5_rpyc_port, pool=pool
+        )
         runtime = cls(hub, sessionmaker, tiers, settings.secret(), redis=redis)
         await runtime.load()
         return runtime

@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -150,7 +151,12 @@ class ErrorEventRow(Base):
 
 class TradingAccountRow(Base):
     __tablename__ = "trading_accounts"
-    __table_args__ = (UniqueConstraint("user_id", "kind", name="uq_trading_accounts_user_kind"),)
+    __table_args__ = (
+        UniqueConstraint("user_id", "kind", name="uq_trading_accounts_user_kind"),
+        # one user per live (login, server) (revision 0010)
+        Index("uq_trading_accounts_live_login_server", "login", "server", unique=True,
+              sqlite_where=text("kind = 'live'"), postgresql_where=text("kind = 'live'")),
+    )  # fmt: skip
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"))
@@ -245,6 +251,24 @@ class SimSequenceRow(Base):
 
     name: Mapped[str] = mapped_column(String(16), primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger)
+
+
+# --- The MT5 terminal pool: one bridge endpoint per live account (revision 0010) ---
+
+
+class TerminalRow(Base):
+    """One terminal (a bridge endpoint) of the pool and the live account it is leased to."""
+
+    __tablename__ = "mt5_terminals"
+    __table_args__ = (UniqueConstraint("login", "server", name="uq_mt5_terminals_login_server"),)
+
+    endpoint: Mapped[str] = mapped_column(String(200), primary_key=True)
+    status: Mapped[str] = mapped_column(String(12))  # free, leased, unhealthy
+    login: Mapped[int | None] = mapped_column(BigInteger)
+    server: Mapped[str | None] = mapped_column(String(64))
+    user_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="SET NULL"))
+    leased_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
 
 
 # --- Billing (revision 0003) ---

@@ -77,6 +77,29 @@ class SqlTradingRepository:
         )
         return bool((await self._s.execute(stmt)).rowcount)
 
+    async def live_owner(self, login: int, server: str) -> int | None:
+        """The user whose live account is (login, server) (server case-insensitive), if any."""
+        return await self._s.scalar(
+            select(TradingAccountRow.user_id).where(
+                TradingAccountRow.kind == AccountKind.LIVE.value, TradingAccountRow.login == login,
+                func.lower(TradingAccountRow.server) == server.strip().lower(),
+            ).limit(1)
+        )  # fmt: skip
+
+    async def is_platform_demo(self, login: int, server: str, demo_server: str) -> bool:
+        """Whether (login, server) is one of the platform's demo accounts: some user's demo account, or
+        a stored demo account of the simulated server (not one opened as a real-mode account)."""
+        if server.strip().lower() != demo_server.lower():
+            return False
+        if await self._s.scalar(
+            select(TradingAccountRow.id).where(
+                TradingAccountRow.kind == AccountKind.DEMO.value, TradingAccountRow.login == login
+            ).limit(1)
+        ) is not None:  # fmt: skip
+            return True
+        row = await self._s.get(SimAccountRow, login)
+        return row is not None and not row.state.get("real", False)
+
     async def replace_account(self, account: LinkedAccount, password_enc: str | None, now: datetime) -> None:
         await self.remove_account(account.user_id, account.kind)
         await self.add_account(account, password_enc, now)

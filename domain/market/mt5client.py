@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from domain.market import convert, mt5api
 from domain.market.errors import (
+    AccountMismatch,
     GatewayError,
     GatewayTimeout,
     GatewayUnavailable,
@@ -64,14 +65,24 @@ class ModuleClient:
         server: str | None = None,
         path: str | None = None,
         timeout_ms: int = 60_000,
+        verify: bool = False,
     ) -> None:
+        """``verify`` (a pooled live account): every account call first checks that the terminal is
+        logged in to ``login`` on ``server`` (:meth:`_verified`)."""
         self._m = module
         self._path = path
+        self._expect: tuple[int, str] | None = None
+        if verify:
+            if login is None or server is None:
+                raise ValueError("verify needs the login and server to expect")
+            self._expect = (int(login), server)
         self._init_kwargs: dict[str, Any] = {"timeout": int(timeout_ms)}
         for key, value in (("login", login), ("password", password), ("server", server)):
             if value is not None:
                 self._init_kwargs[key] = value
         self._connected = False
+        # False: close() leaves the terminal logged in (a pooled terminal other processes use too)
+        self.shutdown_on_close = True
         self._names: list[str] | None = None
         self._names_at = 0.0
         self._info_cache: dict[str, Any] = {}
@@ -89,6 +100,8 @@ class ModuleClient:
     def close(self) -> None:
         if self._connected:
             self._connected = False
+            if not self.shutdown_on_close:
+                return
             with contextlib.suppress(GatewayError):
                 self._m.shutdown()
 
@@ -110,6 +123,33 @@ class ModuleClient:
         if isinstance(err, GatewayUnavailable):
             self._connected = False  # the next call re-initializes
         raise err
+
+    @property
+    def expected(self) -> tuple[int, str] | None:
+        return self._expect
+
+    def _verified(self) -> Any:
+        """account_info(), after checking it is the expected account (when one is expected).
+
+        A terminal on another account refuses the call (AccountMismatch: nothing is sent) and
+        keeps refusing: logging it back in is the owner's decision (:meth:`relogin`), since a
+        stale gateway must never take a terminal back from the account now leasing it.
+        """
+        info = self._invoke("account_info")
+        if self._expect is None or _is(info, self._expect):
+            return info
+        raise AccountMismatch(self._expect, (int(info.login), str(info.server)), relogged=False)
+
+    def relogin(self) -> bool:
+        """Log the terminal in to the expected account again; True when it now is."""
+        if self._expect is None:
+            return True
+        self._connected = False
+        try:
+            self.connect()
+            return _is(self._invoke("account_info"), self._expect)
+        except GatewayError:
+            return False
 
     def _universe(self, refresh: bool = False) -> list[str]:
         stale = time.monotonic() - self._names_at > self.NAMES_REFRESH_S
@@ -208,9 +248,10 @@ class ModuleClient:
 
     # -- account ------------------------------------------------------------------
     def account(self) -> Account:
-        return convert.account(self._invoke("account_info"))
+        return convert.account(self._verified())
 
     def positions(self, symbol: str | None = None) -> list[Position]:
+        self._verified()
         if symbol is None:
             raw = self._invoke("positions_get", empty=())
         else:
@@ -221,6 +262,7 @@ class ModuleClient:
     def history_deals(self, start: datetime, end: datetime, symbol: str | None = None) -> list[Deal]:
         if symbol is not None:
             self._check_symbol(symbol)
+        self._verified()
         raw = self._invoke("history_deals_get", convert.epoch_seconds(start), convert.epoch_seconds(end), empty=())
         deals = [d for d in (convert.deal(r) for r in raw) if d is not None]
         if symbol is not None:
@@ -261,6 +303,7 @@ class ModuleClient:
         return convert.request_dict(req, price=req.price or market, filling=filling)
 
     def order_check(self, req: OrderRequest) -> OrderCheck:
+        self._verified()
         prepared = self._prepare(req)
         if isinstance(prepared, tuple):
             acc = self._invoke("account_info")
@@ -271,12 +314,17 @@ class ModuleClient:
         prepared = self._prepare(req)
         if isinstance(prepared, tuple):
             return OrderResult(prepared[0], 0, 0, 0.0, 0.0, prepared[1])
+        self._verified()  # the last word before the order leaves: this terminal is on this account
         return convert.order_result(self._invoke("order_send", prepared))
 
     def ping(self) -> float:
         started = time.perf_counter()
         self._invoke("terminal_info")
         return (time.perf_counter() - started) * 1000.0
+
+
+def _is(info: Any, expect: tuple[int, str]) -> bool:
+    return int(info.login) == expect[0] and str(info.server).casefold() == expect[1].casefold()
 
 
 class ModuleGateway:

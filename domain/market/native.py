@@ -47,6 +47,7 @@ class NativeGateway(ThreadedModuleGateway):
         path: str | None = None,
         timeout: float = 30.0,
         init_timeout_ms: int = 60_000,
+        verify: bool = False,
     ) -> None:
         client = ModuleClient(
             module if module is not None else LazyModule(),
@@ -55,5 +56,6 @@ class NativeGateway(ThreadedModuleGateway):
             server=server,
             path=path,
             timeout_ms=init_timeout_ms,
+            verify=verify,
         )
         super().__init__(client, timeout=timeout, thread_name="mt5-native")

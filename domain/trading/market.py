@@ -3,10 +3,11 @@ per-account gateways, quotes, charts, and the feed's health numbers.
 
 Demo accounts are accounts of the simulated terminal whose state lives in the
 database (:mod:`domain.trading.demo`), so every process trades the same ones.
-Live accounts get a gateway built from the operator's settings
-(``MT5_BACKEND``, ``MT5_RPYC_HOST/PORT``); on the ``sim`` backend a "live"
-login is an account of the same terminal that must authenticate with its
-password (what the tests and console use).
+Live accounts get a terminal of their own from the pool
+(:mod:`domain.trading.pool`: ``MT5_RPYC_POOL``, ``MT5_TERMINAL_PATHS``), leased
+in the database, and gateways keyed by (login, server); on the ``sim`` backend a
+"live" login is a real-mode account of the simulated server that must
+authenticate with its password (what the tests and console use).
 """
 
 from __future__ import annotations
@@ -22,14 +23,29 @@ from typing import Any
 
 from domain.market import make_gateway
 from domain.market.clock import Clock
-from domain.market.errors import GatewayAuthError, GatewayError, GatewayUnavailable, NoQuotes, UnknownSymbol
+from domain.market.errors import (
+    AccountMismatch,
+    GatewayAuthError,
+    GatewayError,
+    GatewayUnavailable,
+    NoQuotes,
+    UnknownSymbol,
+)
 from domain.market.gateway import TradingGateway
-from domain.market.models import Bar, SymbolSpec, Tick, Timeframe
+from domain.market.models import Account, Bar, SymbolSpec, Tick, Timeframe
 from domain.market.sim import SimGateway, SimTerminal
 from domain.market.symbols import is_valid_symbol_name, suggest
 from domain.trading import chart
 from domain.trading.demo import DemoAccounts, DemoStore, SharedSimGateway
-from domain.trading.models import LinkFailed, MarketUnavailable, NoQuote, SymbolNotFound
+from domain.trading.models import (
+    DemoLoginRefused,
+    LinkFailed,
+    MarketUnavailable,
+    NoQuote,
+    SymbolNotFound,
+    TerminalMismatch,
+)
+from domain.trading.pool import GuardedGateway, TerminalPool
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +100,8 @@ async def market_errors(symbol: str | None = None) -> AsyncIterator[None]:
         raise SymbolNotFound(str(exc), symbol=exc.symbol, suggestions=", ".join(exc.suggestions)) from exc
     except NoQuotes as exc:
         raise NoQuote(str(exc), symbol=symbol or "") from exc
+    except AccountMismatch as exc:
+        raise TerminalMismatch("terminal on another account") from exc
     except GatewayUnavailable as exc:
         raise MarketUnavailable(exc.code) from exc
 
@@ -98,12 +116,19 @@ class MarketHub:
         seed: int = 0,
         clock: Clock | None = None,
         timeout: float = 10.0,
+        pool: TerminalPool | None = None,
+        module: Any = None,
     ) -> None:
+        """``pool``: the live accounts' terminals (None on ``sim``: every account is its own there);
+        ``module``: the MetaTrader5 module of the ``native`` market-data gateway (tests inject one)."""
         self.backend = backend
         self._host, self._port, self._timeout = host, port, timeout
         self.terminal = SimTerminal(seed, clock=clock)
+        self.pool = pool
+        self._module = module
         self._data: TradingGateway | None = None
-        self._gateways: dict[tuple[str, int], TradingGateway] = {}
+        # ("demo", login) and ("live", login, case-folded server)
+        self._gateways: dict[tuple[Any, ...], TradingGateway] = {}
         self._specs: dict[str, SymbolSpec] = {}
         self._charts: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
         self._names: list[str] | None = None
@@ -125,6 +150,8 @@ class MarketHub:
         self.demo = DemoAccounts(self.terminal, store)
         self.demo.on_evict.append(lambda login: self._gateways.pop(("demo", login), None))
         await self.demo.start()
+        if self.pool is not None:
+            await self.pool.start()
 
     def data_gateway(self) -> TradingGateway:
         if self._data is None:
@@ -132,7 +159,13 @@ class MarketHub:
                 self.terminal.open_demo_account(1.0, name="Market data", login=DATA_LOGIN)
                 self._data = SimGateway(self.terminal, DATA_LOGIN)
             else:
-                self._data = make_gateway(self.backend, host=self._host, port=self._port, timeout=self._timeout)
+                self._data = make_gateway(
+                    self.backend, host=self._host, port=self._port, timeout=self._timeout, module=self._module,
+                    secret=self.pool.secret if self.pool is not None else None,
+                )  # fmt: skip
+                client = getattr(self._data, "_client", None)
+                if client is not None:  # its terminal may serve a leased account: never log it out
+                    client.shutdown_on_close = False
         return self._data
 
     async def close(self) -> None:
@@ -143,6 +176,8 @@ class MarketHub:
                 except GatewayError:
                     log.debug("gateway close failed", exc_info=True)
         self._gateways.clear()
+        if self.pool is not None:
+            await self.pool.close()
 
     # ---- accounts ----
     async def open_demo(self, balance: float = 10_000.0, currency: str = "USD", leverage: int = 100) -> int:
@@ -162,32 +197,109 @@ class MarketHub:
             gw = self._gateways[key] = self._sim_gateway(login)
         return gw
 
-    async def live_gateway(self, login: int, password: str, server: str) -> TradingGateway:
-        key = ("live", login)
+    async def live_gateway(self, user_id: int, login: int, password: str, server: str) -> TradingGateway:
+        """The gateway of a linked live account (its terminal leased again if it lost it)."""
+        key = ("live", login, server.casefold())
         gw = self._gateways.get(key)
         if gw is None:
-            gw = await self.connect_live(login, password, server)
+            gw = await self.connect_live(user_id, login, password, server)
             self._gateways[key] = gw
         return gw
 
-    async def connect_live(self, login: int, password: str, server: str) -> TradingGateway:
-        """A connected gateway for a real account; LinkFailed when the login is refused."""
-        if self.backend == "sim":
+    async def connect_live(self, user_id: int, login: int, password: str, server: str) -> TradingGateway:
+        """A connected gateway for a linked real account, on a terminal of its own."""
+        return (await self._connect_live(user_id, login, password, server, linking=False))[0]
+
+    async def link_gateway(self, user_id: int, login: int, password: str, server: str) -> tuple[TradingGateway, Account]:
+        """Connect an account being linked: a fresh lease is given back on any failure."""
+        return await self._connect_live(user_id, login, password, server, linking=True)
+
+    async def _connect_live(
+        self, user_id: int, login: int, password: str, server: str, *, linking: bool
+    ) -> tuple[TradingGateway, Account]:
+        """A connected gateway for a real account, on a terminal of its own, and its account info.
+
+        LinkFailed when the login is refused; with ``linking``, also DemoLoginRefused when the
+        terminal reports a demo (or contest) account, and a terminal leased for this link is
+        given back on any failure. NoFreeTerminal / AccountTaken come from the pool."""
+        lease = None
+        if self.pool is None:
             gw: TradingGateway = self._sim_gateway(login, password)
         else:
-            gw = make_gateway(
-                self.backend, host=self._host, port=self._port, login=login, password=password, server=server,
-                timeout=self._timeout,
-            )  # fmt: skip
+            endpoint, lease = await self.pool.lease(user_id, login, server)
+            try:
+                inner = await self.pool.gateway(endpoint, login, password, server)
+            except BaseException:
+                if linking and lease.fresh:
+                    await self.pool.release(login, server, user_id)
+                raise
+            gw = GuardedGateway(inner, endpoint, lease, self._mismatch)
         try:
-            async with market_errors():
-                await gw.connect()
-        except GatewayAuthError as exc:
-            raise LinkFailed("login refused") from exc
-        return gw
+            try:
+                async with market_errors():
+                    await gw.connect()
+                    info = await gw.account()
+            except GatewayAuthError as exc:
+                raise LinkFailed("login refused") from exc
+            if info.login != login or info.server.casefold() != server.strip().casefold():
+                raise LinkFailed("the terminal reports another account")
+            if linking and info.is_demo:
+                raise DemoLoginRefused("the terminal reports a demo account")
+        except BaseException:
+            await self._close(gw)
+            if linking and lease is not None and lease.fresh:
+                await self.pool.release(login, server, user_id)  # type: ignore[union-attr]
+            raise
+        return gw, info
 
-    def forget_live(self, login: int) -> None:
-        self._gateways.pop(("live", login), None)
+    async def _mismatch(self, gw: GuardedGateway, exc: AccountMismatch) -> None:
+        """A pooled terminal was on another account (nothing was sent).
+
+        If the account no longer leases that terminal, this gateway is stale (unlinked or moved
+        meanwhile): it is dropped and never logs the terminal back. Otherwise the terminal is
+        logged back in to its lessee, or, failing that, taken out of the pool; audited either way."""
+        assert self.pool is not None
+        key = ("live", gw.lease.login, gw.lease.server)
+        held = await self.pool.store.find(gw.lease.login, gw.lease.server)
+        if held is None or held.endpoint != gw.endpoint.key:
+            log.info("dropping a stale gateway of %s (its terminal serves another account now)", gw.endpoint.key)
+            self._gateways.pop(key, None)
+            await self._close(gw)
+            return
+        exc.relogged = await gw.relogin()
+        await self.pool.on_mismatch(gw.endpoint, gw.lease.user_id, exc)
+        if not exc.relogged:  # its account leases another terminal at its next call
+            self._gateways.pop(key, None)
+            await self._close(gw)
+
+    async def adopt_live(self, login: int, server: str, gw: TradingGateway) -> None:
+        """Keep the gateway a link just connected (replacing any older one of that account)."""
+        key = ("live", login, server.casefold())
+        old = self._gateways.pop(key, None)
+        if old is not None and old is not gw:
+            await self._close(old)
+        self._gateways[key] = gw
+
+    async def forget_live(self, login: int, server: str, *, release_for: int | None = None) -> None:
+        """Drop the account's gateway; ``release_for`` (the unlinking user): free its terminal too,
+        logged out, for the next account."""
+        gw = self._gateways.pop(("live", login, server.casefold()), None)
+        if release_for is None or self.pool is None:
+            if gw is not None:
+                await self._close(gw)
+            return
+        if isinstance(gw, GuardedGateway):
+            gw.inner._client.shutdown_on_close = True  # type: ignore[attr-defined]
+        if gw is not None:
+            await self._close(gw)
+        await self.pool.release(login, server, release_for)
+
+    @staticmethod
+    async def _close(gw: TradingGateway) -> None:
+        try:
+            await gw.close()
+        except GatewayError:
+            log.debug("gateway close failed", exc_info=True)
 
     # ---- symbols and quotes ----
     async def symbol_names(self) -> list[str]:

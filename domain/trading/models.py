@@ -224,6 +224,30 @@ class LinkFailed(DomainError):
     code = "TRD-LINK-FAILED"
 
 
+class NoFreeTerminal(DomainError):
+    """Every terminal of the pool serves another live account: nothing was linked."""
+
+    code = "TRD-NO-TERMINAL"
+
+
+class AccountTaken(DomainError):
+    """This (login, server) is linked by another user (audited)."""
+
+    code = "TRD-ACCOUNT-TAKEN"
+
+
+class DemoLoginRefused(DomainError):
+    """A platform demo login, or an account the terminal reports as demo, offered as a live account."""
+
+    code = "TRD-DEMO-LOGIN"
+
+
+class TerminalMismatch(DomainError):
+    """The account's terminal was on another account: nothing was sent (audited)."""
+
+    code = "TRD-TERMINAL-MISMATCH"
+
+
 class MarketUnavailable(DomainError):
     """The trading gateway cannot be reached; nothing was sent."""
 

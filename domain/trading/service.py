@@ -18,6 +18,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
+
 from domain.audit import AuditEntry, Surface
 from domain.clock import utcnow
 from domain.db.uow import UnitOfWork
@@ -30,6 +32,10 @@ from domain.trading.crypto import SecretBox
 from domain.trading.market import MarketHub, market_errors
 from domain.trading.models import (
     AccountKind,
+    AccountTaken,
+    DemoLoginRefused,
+    LinkFailed,
+    NoFreeTerminal,
     ClosePreview,
     DayPnl,
     Execution,
@@ -100,7 +106,7 @@ class TradingService:
             if found is None or found[1] is None:
                 raise NoLiveAccount("no live account linked")
             account, token = found
-            gw = await self.hub.live_gateway(account.login, self._box.open(token), account.server)
+            gw = await self.hub.live_gateway(user_id, account.login, self._box.open(token), account.server)
             return account, gw
         account = await self.demo_account(uow, user_id)
         return account, self.hub.demo_gateway(account.login)
@@ -113,38 +119,67 @@ class TradingService:
     async def link_live(
         self, uow: UnitOfWork, user_id: int, tier: Tier, login_raw: str, server: str, password: str
     ) -> LinkedAccount:
+        """Link a live account on a terminal of its own (a lease of the pool).
+
+        Refused (audited, nothing stored): platform demo logins, accounts the terminal reports as
+        demo, a (login, server) another user linked (AccountTaken), a wrong password (LinkFailed),
+        no free terminal (NoFreeTerminal)."""
         self.require_live(tier)
         try:
             login = int(login_raw.strip())
         except ValueError:
             raise InvalidOrder("login", field="login") from None
-        if login <= 0 or not server.strip() or not password:
+        if login <= 0 or login >= 2**63 or not server.strip() or not password:
             raise InvalidOrder("credentials", field="login")
         server = server.strip()[:64]
-        old = await uow.trading.account(user_id, AccountKind.LIVE)
-        if old is not None:
-            self.hub.forget_live(old[0].login)
-        gw = await self.hub.connect_live(login, password, server)  # LinkFailed when refused
-        account = LinkedAccount(user_id, AccountKind.LIVE, login, server)
-        await uow.trading.replace_account(account, self._box.seal(password), utcnow())
-        await uow.audit.append(
-            AuditEntry("trading.live_linked", user_id, user_id, Surface.CHAT, {"login": login, "server": server})
-        )
-        await uow.commit()
-        self.hub._gateways[("live", login)] = gw
+        try:
+            if await uow.trading.is_platform_demo(login, server, self.hub.terminal.server):
+                raise DemoLoginRefused("a platform demo login")
+            owner = await uow.trading.live_owner(login, server)
+            if owner is not None and owner != user_id:
+                raise AccountTaken("linked by another user")
+            old = await uow.trading.account(user_id, AccountKind.LIVE)
+            await uow.commit()  # no transaction held while a terminal logs in
+            if old is not None and (old[0].login, old[0].server.casefold()) != (login, server.casefold()):
+                await self.hub.forget_live(old[0].login, old[0].server, release_for=user_id)  # its terminal first
+            gw, info = await self.hub.link_gateway(user_id, login, password, server)
+        except (DemoLoginRefused, AccountTaken, LinkFailed, NoFreeTerminal) as exc:
+            await self._link_refused(uow, user_id, login, server, exc.code)
+            raise
+        account = LinkedAccount(user_id, AccountKind.LIVE, login, info.server)  # the server's own spelling
+        try:
+            await uow.trading.replace_account(account, self._box.seal(password), utcnow())
+            await uow.audit.append(
+                AuditEntry("trading.live_linked", user_id, user_id, Surface.CHAT, {"login": login, "server": info.server})
+            )
+            await uow.commit()
+        except IntegrityError:  # another user linked the same account a moment before
+            await uow.rollback()
+            await self.hub.forget_live(login, info.server, release_for=user_id)
+            await gw.close()
+            await self._link_refused(uow, user_id, login, server, AccountTaken.code)
+            raise AccountTaken("linked by another user") from None
+        await self.hub.adopt_live(login, info.server, gw)
         return account
+
+    async def _link_refused(self, uow: UnitOfWork, user_id: int, login: int, server: str, reason: str) -> None:
+        await uow.audit.append(
+            AuditEntry("trading.link_refused", user_id, user_id, Surface.CHAT,
+                       {"login": login, "server": server, "reason": reason})
+        )  # fmt: skip
+        await uow.commit()
 
     async def unlink_live(self, uow: UnitOfWork, user_id: int) -> None:
         old = await uow.trading.account(user_id, AccountKind.LIVE)
         if old is None:
             raise NoLiveAccount("no live account linked")
-        self.hub.forget_live(old[0].login)
         await uow.trading.remove_account(user_id, AccountKind.LIVE)
         profile = await uow.trading.profile(user_id)
         if profile.active is AccountKind.LIVE:
             await uow.trading.save_profile(replace(profile, active=AccountKind.DEMO), utcnow())
         await uow.audit.append(AuditEntry("trading.live_unlinked", user_id, user_id, Surface.CHAT, {}))
         await uow.commit()
+        await self.hub.forget_live(old[0].login, old[0].server, release_for=user_id)  # its terminal is free again
 
     async def live_account(self, uow: UnitOfWork, user_id: int) -> LinkedAccount | None:
         found = await uow.trading.account(user_id, AccountKind.LIVE)

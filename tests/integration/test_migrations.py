@@ -109,7 +109,7 @@ async def test_the_old_demo_snapshot_becomes_shared_account_rows(empty_url: str)
 
         hub = MarketHub(clock=ManualClock(datetime(2026, 11, 18, 11, tzinfo=UTC)))
         await hub.start(SqlDemoStore(create_sessionmaker(engine)))
-        gw = await hub.connect_live(login, "Broker-Pass-1", hub.terminal.server)
+        gw = await hub.connect_live(1, login, "Broker-Pass-1", hub.terminal.server)
         assert (await gw.account()).balance == 5_000.0
         assert simstate.state(hub.terminal._accounts[login])["balance"] == 5_000.0
     finally:

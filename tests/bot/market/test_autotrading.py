@@ -202,7 +202,7 @@ async def test_live_auto_trading_needs_a_second_confirmation(harness: Harness, c
     await _tier(harness, 1001, "pro")
     no_live = await harness.press("at:live:1001:")
     assert "TRD-NO-LIVE" in _alert(no_live)
-    login = harness.app.market.hub.terminal.open_demo_account(5000.0, password="Live-Pass-9")
+    login = harness.app.market.hub.terminal.open_real_account("Live-Pass-9", 5000.0)
     await harness.press("tg:link:0")
     await harness.send(str(login))
     await harness.send("HybridTrader-Sim")

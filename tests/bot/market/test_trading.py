@@ -185,7 +185,7 @@ async def test_link_live_account_encrypts_and_deletes_password(harness: Harness,
         await s.commit()
     harness.app.users.forget(1001)
     terminal = harness.app.market.hub.terminal
-    login = terminal.open_demo_account(5000.0, password="s3cret-Pa55")
+    login = terminal.open_real_account("s3cret-Pa55", 5000.0)
     await harness.press("tg:link:0")
     await harness.send(str(login))
     await harness.send("HybridTrader-Sim")

@@ -285,7 +285,7 @@ async def test_tier_gate(env: Env) -> None:
 
 
 async def _link_live(env: Env) -> int:
-    login = env.hub.terminal.open_demo_account(20_000.0, password="Live-Pass-1")
+    login = env.hub.terminal.open_real_account("Live-Pass-1", 20_000.0)
     async with env.unit() as uow:
         await env.trading.link_live(uow, PRO, env.tier(PRO), str(login), "HybridTrader-Sim", "Live-Pass-1")
         await env.trading.switch(uow, PRO, env.tier(PRO), AccountKind.LIVE)

@@ -115,7 +115,7 @@ async def test_kill_switch_and_risk_per_trade(env: Env) -> None:
 
 
 async def test_live_password_is_encrypted_at_rest(env: Env) -> None:
-    login = env.hub.terminal.open_demo_account(1000.0, password="Plain-Text-42")
+    login = env.hub.terminal.open_real_account("Plain-Text-42", 1000.0)
     async with UnitOfWork(env.sessionmaker) as uow:
         with pytest.raises(FeatureLocked):
             await env.service.link_live(uow, 1, env.tiers.get("free"), str(login), "HybridTrader-Sim", "Plain-Text-42")
