@@ -211,7 +211,9 @@ async def create_app(
     app.notifier = notifier = OutboxNotifier(sessionmaker)  # every proactive message goes through the outbox
     notifier.on_queued.append(app.wake_outbox)
     app.billing.announce = NoticeOutbox(lambda: app.notifier, i18n)  # billing notices in their change's transaction
-    app.ops = OpsMonitor(app.metrics, sessionmaker, health, lambda: app.market.hub.tick_rate)
+    app.ops = OpsMonitor(
+        app.metrics, sessionmaker, health, lambda: app.market.hub.tick_rate, terminals=app.market.hub.pool_figures
+    )
     app.analytics = AnalyticsService(app.market.trading, app.market.hub)
     app.agents = AgentService(app.market.hub, tiers, meter)
     jobs = AgentJobs(redis) if redis is not None else None  # workers split each pass's jobs (workers/partition.py)

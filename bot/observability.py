@@ -28,7 +28,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.errors import dna, hash_user
-from domain.admin import OpsFigures
+from domain.admin import OpsFigures, PoolFigures
 from domain.db.models import OutboxRow, UserRow
 from domain.db.outbox import SqlOutboxRepository
 from domain.health import HealthService
@@ -102,6 +102,14 @@ class Metrics:
             "hybrid_gateway_latency_seconds", "MT5 gateway ping (NaN while unreachable)", registry=self.registry
         )
         self.gateway_up = Gauge("hybrid_gateway_up", "1 when the MT5 gateway answers", registry=self.registry)
+        self.terminals = Gauge(
+            "hybrid_mt5_terminals", "MT5 terminal pool: terminals by state (size, leased, free, unhealthy)", ["state"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.terminal_refusals = Gauge(
+            "hybrid_mt5_pool_refusals", "Live links this process refused because no terminal was free (since start)",
+            registry=self.registry,
+        )  # fmt: skip
         self.active_users = Gauge(
             "hybrid_active_users", "Users seen in the window", ["window"], registry=self.registry
         )
@@ -276,11 +284,14 @@ class OpsMonitor:
         tick_rate: Callable[[], float],
         *,
         max_age: float = FIGURES_MAX_AGE,
+        terminals: Callable[[], Awaitable[PoolFigures | None]] | None = None,
     ) -> None:
         self._metrics = metrics
         self._sessionmaker = sessionmaker
         self._health = health
         self._tick_rate = tick_rate
+        self._terminals = terminals
+        self._pool: PoolFigures | None = None  # last good pool figures
         self._max_age = max_age
         self._outboxes: dict[str, OutboxProbe] = {"notifications": notification_outbox, "broadcast": broadcast_outbox}
         self._last: tuple[float, OpsFigures] | None = None
@@ -310,6 +321,11 @@ class OpsMonitor:
             self._stored = await self._from_database()
         except Exception:  # the database may be down: keep the last figures, /metrics still answers
             log.warning("ops figures: database unavailable, keeping the last ones", exc_info=True)
+        if self._terminals is not None:
+            try:
+                self._pool = await self._terminals()
+            except Exception:
+                log.warning("ops figures: terminal pool unavailable, keeping the last ones", exc_info=True)
         depth, lag, active_1h, active_24h = self._stored
         figures = OpsFigures(
             updates=m.total(m.updates),
@@ -320,7 +336,12 @@ class OpsMonitor:
             gateway_ms=gateway_ms,
             active_1h=active_1h,
             active_24h=active_24h,
+            terminals=self._pool,
         )
+        if self._pool is not None:
+            for state in ("size", "leased", "free", "unhealthy"):
+                m.terminals.labels(state).set(getattr(self._pool, state))
+            m.terminal_refusals.set(self._pool.refused)
         m.tick_rate.set(figures.tick_rate)
         m.gateway_up.set(1 if gateway_ms is not None else 0)
         m.gateway_latency.set(gateway_ms / 1000 if gateway_ms is not None else float("nan"))

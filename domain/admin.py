@@ -56,6 +56,17 @@ class UserCard:
 
 
 @dataclass(frozen=True, slots=True)
+class PoolFigures:
+    """The MT5 terminal pool (one terminal per live account) across the deployment."""
+
+    size: int  # terminals configured
+    leased: int  # serving a live account
+    free: int
+    unhealthy: int  # out of the pool after a terminal was found on the wrong account
+    refused: int = 0  # links this process refused because no terminal was free (since start)
+
+
+@dataclass(frozen=True, slots=True)
 class OpsFigures:
     """The operations figures /metrics exports; /status and /admin show the same snapshot."""
 
@@ -67,6 +78,7 @@ class OpsFigures:
     gateway_ms: float | None  # MT5 gateway ping; None while it is unreachable
     active_1h: int  # users seen in the last hour
     active_24h: int  # users seen in the last 24 hours
+    terminals: PoolFigures | None = None  # the MT5 terminal pool; None on the sim backend
 
 
 class OpsSource(Protocol):

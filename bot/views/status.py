@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aiogram.utils.i18n import gettext as _
+from aiogram.utils.i18n import ngettext
 
 from bot.i18n import N_
 from bot.views import View
@@ -41,9 +42,20 @@ def ops_lines(ops: OpsFigures) -> list[str]:
         if ops.outbox_lag_s is not None
         else _("Notification queue: empty")
     )
-    return [
-        _("Market feed: {rate} ticks/s").format(rate=f"{ops.tick_rate:.1f}"),
-        gateway,
+    lines = [_("Market feed: {rate} ticks/s").format(rate=f"{ops.tick_rate:.1f}"), gateway]
+    pool = ops.terminals
+    if pool is not None:
+        lines.append(
+            _("MT5 terminals: {size} · leased {leased} · free {free} · unhealthy {unhealthy}").format(
+                size=pool.size, leased=pool.leased, free=pool.free, unhealthy=pool.unhealthy
+            )
+        )
+        if pool.refused:
+            lines.append(
+                ngettext("⚠️ {n} live link refused: no free terminal", "⚠️ {n} live links refused: no free terminal",
+                         pool.refused).format(n=pool.refused)
+            )  # fmt: skip
+    return lines + [
         queue,
         _("Active users: {h1} in the last hour · {h24} in 24 hours").format(h1=ops.active_1h, h24=ops.active_24h),
         _("Updates handled: {n} · errors: {errors}").format(n=ops.updates, errors=ops.errors),

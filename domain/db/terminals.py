@@ -20,6 +20,7 @@ from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from domain.admin import PoolFigures
 from domain.audit import AuditEntry
 from domain.db.models import TerminalRow, TradingAccountRow
 from domain.db.repositories import SqlAuditRepository
@@ -40,14 +41,6 @@ class Lease:
     server: str  # case-folded
     user_id: int | None
     fresh: bool = False  # leased by this call (a failed link gives it back)
-
-
-@dataclass(frozen=True, slots=True)
-class PoolFigures:
-    size: int
-    leased: int
-    free: int
-    unhealthy: int
 
 
 def account_key(server: str) -> str:

@@ -21,6 +21,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from domain.admin import PoolFigures
 from domain.market import make_gateway
 from domain.market.clock import Clock
 from domain.market.errors import (
@@ -381,6 +382,10 @@ class MarketHub:
         return Chart(spec.name, tf, png, bars[-1].time, False)
 
     # ---- health ----
+    async def pool_figures(self) -> PoolFigures | None:
+        """The terminal pool's figures (None on the sim backend: no terminals to lease)."""
+        return None if self.pool is None else await self.pool.figures()
+
     def count_ticks(self, n: int) -> None:
         self.ticks_total += n
         start, base = self._rate

@@ -35,7 +35,10 @@ from typing import Any, TypeVar
 
 from domain.audit import AuditEntry, Surface
 from domain.clock import utcnow
-from domain.db.terminals import Lease, PoolFigures, SqlTerminalStore
+from dataclasses import replace
+
+from domain.admin import PoolFigures
+from domain.db.terminals import Lease, SqlTerminalStore
 from domain.market.errors import AccountMismatch
 from domain.market.gateway import OrderRequest, TradingGateway
 from domain.market.models import Account, Bar, Deal, OrderCheck, OrderResult, Position, SymbolSpec, Tick, Timeframe
@@ -221,7 +224,7 @@ class TerminalPool:
         return gw  # type: ignore[no-any-return]
 
     async def figures(self) -> PoolFigures:
-        return await self.store.figures(self.keys)
+        return replace(await self.store.figures(self.keys), refused=self.refusals)
 
     async def on_mismatch(self, endpoint: Endpoint, user_id: int | None, exc: AccountMismatch) -> None:
         """Audit a terminal found on the wrong account; out of the pool unless it was logged back in."""

@@ -1,0 +1,151 @@
+"""The terminal pool and the linking rules, on both databases: demo logins and other users' accounts refused, leases exclusive under
+concurrency, and a terminal found on the wrong account refuses the order, is audited and logged back in
+(or leaves the pool)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from domain.db.engine import create_engine, create_sessionmaker
+from domain.db.models import AuditRow, TerminalRow
+from domain.db.uow import UnitOfWork
+from domain.errors import DomainError
+from domain.market.clock import ManualClock
+from domain.market.sim import SimTerminal
+from domain.market.sim_module import SimMT5
+from domain.tiers import TierCatalog
+from domain.trading.market import MarketHub
+from domain.trading.service import TradingService
+from tests.stores import market, seed_users
+
+START = datetime(2026, 11, 18, 10, 0, tzinfo=UTC)  # a Wednesday: FX markets open
+ALICE, BOB, CAROL = 11, 12, 13
+
+
+
+@dataclass
+class Env:
+    sm: object
+    hub: MarketHub
+    trading: TradingService
+    tiers: TierCatalog
+    clock: ManualClock
+
+
+@pytest.fixture
+async def env(db_url: str) -> AsyncIterator[Env]:
+    from domain.trading.crypto import SecretBox
+
+    async with market(db_url, {ALICE: "basic", BOB: "basic", CAROL: "pro"}, START) as m:
+        yield Env(m.sessionmaker, m.hub, TradingService(m.hub, m.tiers, SecretBox(b"unit")), m.tiers, m.clock)
+
+
+async def _link(env: Env, user: int, login: int | str, server: str, password: str) -> DomainError | None:
+    try:
+        async with UnitOfWork(env.sm) as uow:  # type: ignore[arg-type]
+            await env.trading.link_live(uow, user, env.tiers.get("pro"), str(login), server, password)
+    except DomainError as exc:
+        return exc
+    return None
+
+
+async def _refusals(env: Env) -> list[dict[str, object]]:
+    async with env.sm() as s:  # type: ignore[operator]
+        rows = await s.scalars(select(AuditRow).where(AuditRow.action == "trading.link_refused").order_by(AuditRow.id))
+        return [dict(r.details, user=r.user_id) for r in rows]
+
+
+async def test_demo_logins_and_other_users_accounts_cannot_be_linked(env: Env) -> None:
+    server = env.hub.terminal.server
+    async with UnitOfWork(env.sm) as uow:  # type: ignore[arg-type]
+        alice_demo = (await env.trading.demo_account(uow, ALICE)).login
+        bob_demo = (await env.trading.demo_account(uow, BOB)).login
+    # platform demo logins, one's own or another's, whatever the password (they have none)
+    for login in (alice_demo, bob_demo):
+        for password in ("anything", "x"):
+            refused = await _link(env, ALICE, login, server, password)
+            assert refused is not None and refused.code == "TRD-DEMO-LOGIN"
+    # an account the terminal reports as demo trade mode, even with a password
+    demo_mode = env.hub.terminal.open_demo_account(5000.0, password="Demo-Pass-1", login=7_700_001)
+    refused = await _link(env, ALICE, demo_mode, server, "Demo-Pass-1")
+    assert refused is not None and refused.code == "TRD-DEMO-LOGIN"
+    # a real account: Alice links it; Bob (right password or not, any spelling of the server) cannot
+    real = env.hub.terminal.open_real_account("Real-Pass-7", 8000.0, login=7_700_002)
+    assert await _link(env, ALICE, real, server, "Real-Pass-7") is None
+    for spelling in (server, server.lower(), f"  {server.upper()} "):
+        refused = await _link(env, BOB, real, spelling, "Real-Pass-7")
+        assert refused is not None and refused.code == "TRD-ACCOUNT-TAKEN"
+    # a wrong password is refused by the terminal
+    other = env.hub.terminal.open_real_account("Carol-Pass", 8000.0, login=7_700_003)
+    refused = await _link(env, CAROL, other, server, "not-it")
+    assert refused is not None and refused.code == "TRD-LINK-FAILED"
+    async with UnitOfWork(env.sm) as uow:  # type: ignore[arg-type]
+        assert (await env.trading.live_account(uow, ALICE)).login == real  # type: ignore[union-attr]
+        assert await env.trading.live_account(uow, BOB) is None
+        assert await env.trading.live_account(uow, CAROL) is None
+    reasons = [(r["user"], r["reason"]) for r in await _refusals(env)]
+    assert reasons.count((ALICE, "TRD-DEMO-LOGIN")) == 5
+    assert reasons.count((BOB, "TRD-ACCOUNT-TAKEN")) == 3 and (CAROL, "TRD-LINK-FAILED") in reasons
+    assert all("Pass" not in str(r) for r in await _refusals(env))  # no password in the audit
+
+
+def test_a_passwordless_demo_account_never_opens_with_a_password() -> None:
+    terminal = SimTerminal(0)
+    demo = terminal.open_demo_account()
+    assert terminal.authenticate(demo, None)
+    assert not terminal.authenticate(demo, "any-password")
+    assert not SimMT5(terminal).initialize(login=demo, password="any-password")
+
+
+async def test_leases_are_exclusive_under_concurrency(db_url: str) -> None:
+    """Twelve accounts race for three terminals: three win, each a different terminal; the same account
+    racing itself gets one terminal; another user's account is refused; a released terminal is re-used."""
+    from domain.db.terminals import SqlTerminalStore
+    from domain.trading.models import AccountTaken, NoFreeTerminal
+
+    engine = create_engine(db_url)
+    sm = create_sessionmaker(engine)
+    users = {100 + i: "basic" for i in range(12)}
+    await seed_users(sm, users, START)
+    store = SqlTerminalStore(sm)
+    endpoints = ["10.0.0.1:18812", "10.0.0.2:18812", "10.0.0.3:18812"]
+    now = datetime.now(UTC)
+    await store.sync(endpoints, now)
+    try:
+        results = await asyncio.gather(
+            *(store.lease(endpoints, uid, 9_000_000 + uid, "Broker-Live", now) for uid in users),
+            return_exceptions=True,
+        )
+        won = [r for r in results if not isinstance(r, BaseException)]
+        assert len(won) == 3 and {w.endpoint for w in won} == set(endpoints)
+        assert all(isinstance(r, NoFreeTerminal) for r in results if isinstance(r, BaseException))
+        async with sm() as s:
+            rows = list(await s.scalars(select(TerminalRow)))
+        assert sorted((r.endpoint, r.login) for r in rows) == sorted((w.endpoint, w.login) for w in won)
+        # the same account, many times at once: one terminal
+        first = won[0]
+        again = await asyncio.gather(*(store.lease(endpoints, first.user_id, first.login, "broker-live", now)
+                                       for _ in range(6)))  # fmt: skip
+        assert {a.endpoint for a in again} == {first.endpoint}
+        with pytest.raises(AccountTaken):
+            await store.lease(endpoints, 999_999, first.login, "Broker-Live", now)
+        # unlink frees it; the next account takes it
+        assert await store.release(first.login, "Broker-Live", first.user_id) == first.endpoint
+        losers = [uid for uid in users if uid not in {w.user_id for w in won}]
+        loser = losers[0]
+        taken = await store.lease(endpoints, loser, 9_000_000 + loser, "Broker-Live", now)
+        assert taken.endpoint == first.endpoint and taken.fresh
+        figures = await store.figures(endpoints)
+        assert (figures.size, figures.leased, figures.free, figures.unhealthy) == (3, 3, 0, 0)
+        # a lease with no linked account behind it (a link that crashed half-way) is reclaimed later
+        later = now + timedelta(minutes=11)
+        reclaimed = await store.lease(endpoints, losers[1], 9_100_000, "Broker-Live", later)
+        assert reclaimed.fresh
+    finally:
+        await engine.dispose()
