@@ -13,6 +13,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -109,3 +110,41 @@ def start_redis() -> Server:
         process.kill()
         raise RuntimeError("redis-server did not start")
     return Server(f"redis://127.0.0.1:{port}/0", directory, [], process)
+
+
+@dataclass
+class Bridge:
+    """A ``python -m domain.market.bridge_server --sim`` process on a loopback port."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def start_bridge(accounts: list[tuple[int, str, str]], secret: str | None, log: Path | None = None) -> Bridge:
+    """A simulated terminal knowing exactly ``accounts`` (login, password, server), behind ``secret``."""
+    root = Path(__file__).resolve().parents[1]
+    args = [sys.executable, "-m", "domain.market.bridge_server", "--sim", "--port", "0"]
+    for login, password, server in accounts:
+        args += ["--account", f"{login}:{password}:{server}"]
+    env = {k: v for k, v in os.environ.items() if k != "MT5_BRIDGE_SECRET"}
+    if secret is not None:
+        env["MT5_BRIDGE_SECRET"] = secret  # through the environment, never the command line
+    stderr = log.open("ab") if log is not None else subprocess.DEVNULL
+    process = subprocess.Popen(args, cwd=root, env=env, stdout=subprocess.PIPE, stderr=stderr)
+    assert process.stdout is not None
+    line = process.stdout.readline().decode()
+    if not line.startswith("LISTENING "):
+        process.kill()
+        raise RuntimeError(f"the bridge did not start: {line!r}")
+    return Bridge(int(line.split()[1]), process)

@@ -53,8 +53,10 @@ class ErrorMiddleware(BaseMiddleware):
 
 
 def _context(update: Update) -> str:
+    """Where an error happened: the command, never free text (a conversation step may be a password)."""
     if update.message is not None and update.message.text:
-        return f"message:{update.message.text.split(maxsplit=1)[0][:48]}"
+        word = update.message.text.split(maxsplit=1)[0][:48] if update.message.text.strip() else ""
+        return f"message:{word}" if word.startswith("/") else "message:text"
     if update.callback_query is not None:
         return f"callback:{(update.callback_query.data or '')[:48]}"
     return update.event_type

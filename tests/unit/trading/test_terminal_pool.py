@@ -17,6 +17,7 @@ from domain.db.models import AuditRow, TerminalRow
 from domain.db.uow import UnitOfWork
 from domain.errors import DomainError
 from domain.market.clock import ManualClock
+from domain.market.models import Side
 from domain.market.sim import SimTerminal
 from domain.market.sim_module import SimMT5
 from domain.tiers import TierCatalog
@@ -148,4 +149,77 @@ async def test_leases_are_exclusive_under_concurrency(db_url: str) -> None:
         reclaimed = await store.lease(endpoints, losers[1], 9_100_000, "Broker-Live", later)
         assert reclaimed.fresh
     finally:
+        await engine.dispose()
+
+
+async def test_a_terminal_found_on_another_account_refuses_and_is_logged_back_or_taken_out(db_url: str) -> None:
+    from domain.db.terminals import SqlTerminalStore
+    from domain.db.trading import SqlDemoStore
+    from domain.market.bridge import RemoteModule
+    from domain.market.sim import _verifier
+    from domain.trading.crypto import SecretBox
+    from domain.trading.models import AccountKind
+    from domain.trading.pool import Endpoint, TerminalPool
+    from tests.unit.market.test_bridge_auth import SECRET, AuthServed
+
+    clock = ManualClock(START)
+    broker = SimTerminal(5, clock=clock)
+    a = broker.open_real_account("Pw-A", 9000.0, login=7_800_001, server="Broker-Live")
+    b = broker.open_real_account("Pw-B", 9000.0, login=7_800_002, server="Broker-Live")
+    served = AuthServed(SimMT5(broker), SECRET)
+    engine = create_engine(db_url)
+    sm = create_sessionmaker(engine)
+    await seed_users(sm, {ALICE: "basic"}, START)
+    async with sm() as s:
+        from domain.db.repositories import load_tiers
+
+        tiers = TierCatalog(await load_tiers(s))
+    endpoint = Endpoint(f"127.0.0.1:{served.port}", "127.0.0.1", served.port)
+    pool = TerminalPool([endpoint], SqlTerminalStore(sm), secret=SECRET, timeout=5)
+    hub = MarketHub(backend="rpyc", host="127.0.0.1", port=served.port, clock=clock, pool=pool)
+    await hub.start(SqlDemoStore(sm))
+    trading, basic = TradingService(hub, tiers, SecretBox(b"unit")), tiers.get("basic")
+    rogue = RemoteModule("127.0.0.1", served.port, retries=1, secret=SECRET)
+
+    async def preview() -> str:
+        async with UnitOfWork(sm) as uow:
+            p = await trading.preview_open(uow, ALICE, basic, Side.BUY, "EURUSD", 0.1, None, None)
+            return p.order.id
+
+    async def mismatches() -> list[dict[str, object]]:
+        async with sm() as s:
+            rows = await s.scalars(select(AuditRow).where(AuditRow.action == "trading.terminal_mismatch"))
+            return [dict(r.details) for r in rows]
+
+    try:
+        async with UnitOfWork(sm) as uow:
+            await trading.link_live(uow, ALICE, basic, str(a), "Broker-Live", "Pw-A")
+            await trading.switch(uow, ALICE, basic, AccountKind.LIVE)
+        assert rogue.login(b, password="Pw-B", server="Broker-Live")  # someone logs the terminal in to B
+        with pytest.raises(DomainError) as err:
+            await preview()
+        assert err.value.code == "TRD-TERMINAL-MISMATCH"
+        assert broker.positions(a) == [] and broker.positions(b) == []
+        assert [m["relogged"] for m in await mismatches()] == [True]
+        order = await preview()  # logged back in to A: the retry trades A
+        async with UnitOfWork(sm) as uow:
+            assert (await trading.execute(uow, ALICE, basic, order)).ok
+        assert len(broker.positions(a)) == 1 and broker.positions(b) == []
+        # now the terminal cannot be logged back in (A's password changed at the broker): out of the pool
+        broker._accounts[a].password = _verifier("changed-at-the-broker", "salt")
+        assert rogue.login(b, password="Pw-B", server="Broker-Live")
+        with pytest.raises(DomainError) as err:
+            async with UnitOfWork(sm) as uow:
+                await trading.positions(uow, ALICE, basic)
+        assert err.value.code == "TRD-TERMINAL-MISMATCH"
+        assert [m["relogged"] for m in await mismatches()] == [True, False]
+        async with sm() as s:
+            row = await s.get(TerminalRow, endpoint.key)
+            assert row is not None and (row.status, row.login) == ("unhealthy", None)
+        figures = await hub.pool_figures()
+        assert figures is not None and (figures.size, figures.leased, figures.free, figures.unhealthy) == (1, 0, 0, 1)
+    finally:
+        rogue.close()
+        await hub.close()
+        served.close()
         await engine.dispose()
