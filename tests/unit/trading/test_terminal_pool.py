@@ -21,6 +21,7 @@ from domain.market.models import Side
 from domain.market.sim import SimTerminal
 from domain.market.sim_module import SimMT5
 from domain.tiers import TierCatalog
+from domain.trading.models import AccountKind
 from domain.trading.market import MarketHub
 from domain.trading.service import TradingService
 from tests.stores import market, seed_users
@@ -223,3 +224,96 @@ async def test_a_terminal_found_on_another_account_refuses_and_is_logged_back_or
         await hub.close()
         served.close()
         await engine.dispose()
+
+
+def _free_block(n: int) -> int:
+    """A base port whose next ``n`` ports are free."""
+    import socket
+
+    from tests.servers import free_port
+
+    for _ in range(50):
+        base = free_port()
+        try:
+            socks = []
+            for i in range(1, n + 1):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", base + i))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free port block")
+
+
+async def test_native_runs_one_child_terminal_per_account(db_url: str) -> None:
+    """``native`` with MT5_TERMINAL_PATHS: each account's terminal is a child bridge process (the sim module
+    stands in for MetaTrader5 in the children); this process never imports MetaTrader5 for an account."""
+    import sys
+
+    from domain.db.terminals import SqlTerminalStore
+    from domain.db.trading import SqlDemoStore
+    from domain.trading.crypto import SecretBox
+    from domain.trading.pool import NativeTerminals, TerminalPool
+
+    accounts = ["7900001:Nat-Pass-1:Broker-Live", "7900002:Nat-Pass-2:Broker-Live"]
+    paths = [r"C:\MT5\terminal-a\terminal64.exe", r"C:\MT5\terminal-b\terminal64.exe"]
+
+    def child(i: int, path: str) -> list[str]:
+        return ["--sim", *(x for a in accounts for x in ("--account", a)), "--terminal-path", path]
+
+    base = _free_block(2)
+    native = NativeTerminals(paths, base_port=base, secret=b"native-children", child_args=child)
+    engine = create_engine(db_url)
+    sm = create_sessionmaker(engine)
+    await seed_users(sm, {ALICE: "basic", BOB: "basic"}, START)
+    async with sm() as s:
+        from domain.db.repositories import load_tiers
+
+        tiers = TierCatalog(await load_tiers(s))
+    pool = TerminalPool(native.endpoints(), SqlTerminalStore(sm), secret=b"native-children", native=native)
+    hub = MarketHub(backend="native", module=SimMT5(SimTerminal(0)), pool=pool)  # the data feed's module
+    await hub.start(SqlDemoStore(sm))
+    trading, basic = TradingService(hub, tiers, SecretBox(b"unit")), tiers.get("basic")
+    other = NativeTerminals(paths, base_port=base, secret=b"native-children", child_args=child)
+    try:
+        for user, raw in ((ALICE, accounts[0]), (BOB, accounts[1])):
+            login, password, server = raw.split(":")
+            async with UnitOfWork(sm) as uow:
+                await trading.link_live(uow, user, basic, login, server, password)
+        assert len(native._children) == 2  # one child per account, on its own installation
+        async with sm() as s:
+            leases = {r.login: r.endpoint for r in await s.scalars(select(TerminalRow))}
+        assert leases == {7900001: f"native:{paths[0]}", 7900002: f"native:{paths[1]}"}
+        for user, login in ((ALICE, 7900001), (BOB, 7900002)):  # each reads its own account through its child
+            async with UnitOfWork(sm) as uow:
+                await trading.switch(uow, user, basic, AccountKind.LIVE)
+                account, info = await trading.balance(uow, user, basic)
+            assert (account.login, info.login, info.is_demo) == (login, login, False)
+        # another process on the host finds the children running and starts none
+        for endpoint in other.endpoints():
+            await other.ensure(endpoint)
+        assert other._children == {}
+        assert "MetaTrader5" not in sys.modules
+    finally:
+        await hub.close()
+        await engine.dispose()
+    assert all(p.returncode is not None for p in native._children.values()) or native._children == {}
+
+
+def test_a_pinned_terminal_always_opens_its_installation_in_portable_mode() -> None:
+    from domain.market.bridge_server import PinnedTerminal
+    from tests.unit.market.test_bridge import Recording
+
+    terminal = SimTerminal(0)
+    login = terminal.open_real_account("P-1", login=7950001)
+    recording = Recording(SimMT5(terminal))
+    pinned = PinnedTerminal(recording, r"C:\MT5\t1\terminal64.exe")
+    assert pinned.initialize(r"C:\elsewhere.exe", login=login, password="P-1", server=terminal.server)
+    assert recording.calls[0] == (
+        "initialize", (r"C:\MT5\t1\terminal64.exe",), {"login": login, "password": "P-1", "server": terminal.server,
+                                                        "portable": True},
+    )  # fmt: skip
