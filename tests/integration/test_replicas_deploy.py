@@ -118,3 +118,26 @@ def test_postgres_admits_every_process_pool() -> None:
     per_process = POOL_SIZE + MAX_OVERFLOW
     processes = sum(1 for s in services.values() if s.get("command") and "bot" in str(s.get("command")))
     assert processes >= 3 and limit >= processes * per_process + 10
+
+
+def test_the_mt5_override_gives_each_account_terminal_a_private_authenticated_bridge() -> None:
+    """compose.mt5.yaml: the bots pool exactly the gateway services, on an internal network, with the secret."""
+    text = (DEPLOY / "compose.mt5.yaml").read_text()
+    mt5 = yaml.safe_load(text)
+    services = mt5["services"]
+    gateways = sorted(n for n in services if n.startswith("mt5-gw-"))
+    assert gateways and "mt5-data" in services
+    for name in ("bot-1", "bot-2", "worker"):
+        env = services[name]["environment"]
+        assert not set(env) - KNOWN, set(env) - KNOWN
+        assert env["MT5_BACKEND"] == "rpyc" and env["MT5_RPYC_HOST"] == "mt5-data"
+        assert sorted(e.split(":")[0] for e in env["MT5_RPYC_POOL"].split(",")) == gateways
+        assert ":?" in env["MT5_BRIDGE_SECRET"] and "mt5" in services[name]["networks"]
+    for name in [*gateways, "mt5-data"]:
+        assert ":?" in services[name]["environment"]["MT5_BRIDGE_SECRET"] and "mt5" in services[name]["networks"]
+    assert len({services[n]["volumes"][0] for n in [*gateways, "mt5-data"]}) == len(gateways) + 1  # own data each
+    assert mt5["networks"]["mt5"]["internal"] is True
+    example = (DEPLOY / ".env.example").read_text()
+    assert not _interpolated(text) - set(re.findall(r"^#? ?([A-Z][A-Z0-9_]*)=", example, re.M))
+    dockerfile = (DEPLOY / "mt5-gateway.Dockerfile").read_text()
+    assert "--terminal-path" in dockerfile and "MetaTrader5" in dockerfile and "domain.market.bridge_server" in dockerfile
