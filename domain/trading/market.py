@@ -202,6 +202,12 @@ class MarketHub:
         """The gateway of a linked live account (its terminal leased again if it lost it)."""
         key = ("live", login, server.casefold())
         gw = self._gateways.get(key)
+        if isinstance(gw, GuardedGateway) and self.pool is not None:
+            held = await self.pool.store.find(login, server)  # another process may have moved the account
+            if held is None or held.endpoint != gw.endpoint.key or held.user_id not in (None, user_id):
+                self._gateways.pop(key, None)
+                await self._close(gw)
+                gw = None
         if gw is None:
             gw = await self.connect_live(user_id, login, password, server)
             self._gateways[key] = gw

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import os
 import statistics
 import sys
@@ -234,9 +235,10 @@ async def pooled_harness(stack: Settings, telegram: FakeTelegram, pool: Pool) ->
 
 
 async def test_three_terminals_three_users_through_the_dispatcher(
-    pooled_harness: Harness, telegram: FakeTelegram, pool: Pool, stack: Settings
+    pooled_harness: Harness, telegram: FakeTelegram, pool: Pool, stack: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     h = pooled_harness
+    caplog.set_level(logging.ERROR, logger="domain.trading.pool")
 
     async def send(user: int, text: str | None, data: str | None, lang: str) -> None:
         if data is not None:
@@ -245,6 +247,8 @@ async def test_three_terminals_three_users_through_the_dispatcher(
             await h.send(text, user=user, lang=lang)
 
     await _scenario(send, telegram, pool, str(stack.database_url), "dispatcher, " + str(stack.database_url)[:10])
+    told = [r.getMessage() for r in caplog.records if "terminal pool exhausted" in r.getMessage()]
+    assert len(told) == 2 and "all 3 terminals" in told[0]  # staff see it in the logs, as an ERROR
     figures = await h.app.ops.figures()
     assert figures.terminals is not None
     assert (figures.terminals.size, figures.terminals.leased, figures.terminals.free) == (3, 3, 0)

@@ -164,3 +164,21 @@ async def test_an_order_never_reaches_a_terminal_on_another_account(terminal: Si
         rogue.close()
         await gw.close()
         served.close()
+
+
+def test_the_plain_sim_bridge_still_serves_loopback_without_a_secret() -> None:
+    """``bridge_server --sim`` (no --account, no secret): one demo account on loopback, as before."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "MT5_BRIDGE_SECRET"}
+    proc = subprocess.Popen([sys.executable, "-m", "domain.market.bridge_server", "--sim", "--port", "0"], cwd=ROOT,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline().decode().split()[1])
+        remote = RemoteModule("127.0.0.1", port, retries=2, backoff=0.1)
+        assert remote.initialize() is True and remote.account_info().login == 5_000_001
+        remote.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
