@@ -150,6 +150,24 @@ class SqlTradingRepository:
         )
         return result.rowcount == 1
 
+    async def unsettled(self, kind: AccountKind, login: int, exclude: str | None = None) -> Order | None:
+        """The oldest order on the account (kind, login) whose outcome is not settled (SENDING), if any."""
+        stmt = select(OrderRow).where(
+            OrderRow.status == OrderStatus.SENDING.value, OrderRow.account_kind == kind.value, OrderRow.login == login
+        )
+        if exclude is not None:
+            stmt = stmt.where(OrderRow.id != exclude)
+        row = (await self._s.execute(stmt.order_by(OrderRow.updated_at).limit(1))).scalar_one_or_none()
+        return _order(row) if row else None
+
+    async def sending(self, limit: int = 100) -> list[Order]:
+        """Orders not settled yet (SENDING), the longest-waiting first: what the reconciler looks at."""
+        rows = await self._s.execute(
+            select(OrderRow).where(OrderRow.status == OrderStatus.SENDING.value).order_by(OrderRow.updated_at)
+            .limit(limit)
+        )  # fmt: skip
+        return [_order(r) for r in rows.scalars()]
+
     # ---- alerts ----
     async def add_alert(self, rule: AlertRule, now: datetime) -> AlertRule:
         row = AlertRow(
@@ -215,6 +233,7 @@ def _order(row: OrderRow) -> Order:
         retcode=row.retcode,
         result=dict(row.result or {}),
         created_at=row.created_at,
+        updated_at=row.updated_at,
     )
 
 
