@@ -91,11 +91,11 @@ class PgAdvisoryLocks:
         async with self._local.hold(kind, login, wait=wait):
             left = max(0.05, wait - (time.monotonic() - started))
             async with self._engine.connect() as conn:
-                await conn.begin()
-                # lock_timeout bounds the wait for the advisory lock too (SET LOCAL: this transaction only)
-                await conn.execute(text(f"SET LOCAL lock_timeout = '{int(left * 1000)}ms'"))
+                # lock_timeout bounds the wait for the advisory lock too (local: this transaction only); one
+                # statement, one round trip
+                lock = text("SELECT set_config('lock_timeout', :t, true), pg_advisory_xact_lock(:k)")
                 try:
-                    await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key(kind, login)})
+                    await conn.execute(lock, {"t": f"{int(left * 1000)}ms", "k": lock_key(kind, login)})
                 except DBAPIError as exc:
                     if "lock timeout" in str(exc.orig).lower() or "55P03" in str(getattr(exc.orig, "sqlstate", "")):
                         raise AccountBusy("account lock wait timed out") from None

@@ -280,7 +280,7 @@ class TradingService:
             if level is not None and not (level > 0 and math.isfinite(level)):
                 raise InvalidOrder(name, field=name)
         account, gw = await self.active(uow, user_id, tier, account)
-        await self._refuse_unsettled(uow, user_id, account.kind, account.login, surface)
+        await self._refuse_unsettled(uow, user_id, account.kind, account.login, surface, locked=False)
         tick = await self.hub.tick(spec.name)
         price = tick.ask if side is Side.BUY else tick.bid
         _check_sides(side, price, sl, tp)
@@ -367,7 +367,7 @@ class TradingService:
     ) -> ClosePreview:
         """``target``: a ticket, a symbol or "all". Another user's ticket is refused and audited."""
         account, gw = await self.active(uow, user_id, tier)
-        await self._refuse_unsettled(uow, user_id, account.kind, account.login, Surface.CHAT)
+        await self._refuse_unsettled(uow, user_id, account.kind, account.login, Surface.CHAT, locked=False)
         async with market_errors():
             positions = await gw.positions()
             info = await gw.account()
@@ -494,11 +494,15 @@ class TradingService:
 
     async def _refuse_unsettled(
         self, uow: UnitOfWork, user_id: int, kind: AccountKind, login: int, surface: Surface,
-        exclude: str | None = None,
+        exclude: str | None = None, *, locked: bool = True,
     ) -> None:  # fmt: skip
         """A new order (or a retry) while another order on the account has no known outcome could double a
-        position: refused (audited) until reconciliation settles the other one."""
-        blocking = await uow.trading.unsettled(kind, login, exclude)
+        position: refused (audited) until reconciliation settles the other one.
+
+        Holding the account's lock (``locked``), every other SENDING order is one whose sender is gone or gave
+        up (senders hold the lock from the claim to the answer). Without it (a preview) only orders already
+        marked unknown count: another may just be in flight."""
+        blocking = await uow.trading.unsettled(kind, login, exclude, known_unknown=not locked)
         if blocking is None:
             return
         await uow.audit.append(
@@ -585,6 +589,7 @@ class TradingService:
         A demo account answers for certain at once (its terminal calls are database transactions: the fill
         is stored or it never happened), so it is settled here; a live one is left to the reconciler."""
         await uow.rollback()
+        await uow.trading.mark_unknown(order.id, exc.code)
         await uow.audit.append(
             AuditEntry("trade.outcome_unknown", order.user_id, order.user_id, surface,
                        {"order": order.id, "error": exc.code, "account": order.account_kind.value})
