@@ -167,6 +167,8 @@ class TradingService:
         old = await uow.trading.account(user_id, AccountKind.LIVE)
         if old is None:
             raise NoLiveAccount("no live account linked")
+        # its credentials are what reconciliation looks an unsettled order up with: keep them until it is settled
+        await self._refuse_unsettled(uow, user_id, AccountKind.LIVE, old[0].login, Surface.CHAT, locked=False)
         self.hub.forget_live(old[0].login)
         await uow.trading.remove_account(user_id, AccountKind.LIVE)
         profile = await uow.trading.profile(user_id)

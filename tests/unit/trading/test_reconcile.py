@@ -170,6 +170,11 @@ async def test_a_live_order_without_trace_waits_then_is_rejected_after_the_windo
     assert await env.reconciler.run_once() == []  # a live terminal's history may lag: not yet
     [row] = await _rows(env, OrderRow, id=order_id)
     assert row.status == "sending"
+    async with env.unit() as uow:  # its credentials are needed to look it up: the account stays linked meanwhile
+        await uow.trading.mark_unknown(order_id, "MKT-TIMEOUT")
+        await uow.commit()
+        with pytest.raises(OrderUnsettled):
+            await env.trading.unlink_live(uow, USER)
     later = _reconciler(env.m, env.trading, clock=lambda: datetime.now(UTC) + timedelta(minutes=11))
     [settled] = await later.run_once()
     assert settled.order.status is OrderStatus.REJECTED and settled.reason == "no_trace"
