@@ -43,6 +43,7 @@ from domain.clock import Clock, utcnow
 from domain.market.errors import GatewayError
 from domain.market.models import Deal, Position
 from domain.trading.models import (
+    AccountBusy,
     AccountKind,
     LinkFailed,
     MarketUnavailable,
@@ -62,6 +63,7 @@ log = logging.getLogger(__name__)
 UNKNOWN_AFTER = timedelta(minutes=10)
 EVERY = 30.0  # seconds between passes (the scheduler's job)
 BATCH = 200
+LOCK_WAIT = 5.0  # an account busy sending is looked at on the next pass, not waited for
 
 # Render and queue the user's notice inside the settling unit of work (bot/views/trading.py SettlementNotice).
 Announce = Callable[["UnitOfWork", Settlement], Awaitable[object]]
@@ -117,6 +119,9 @@ class Reconciler:
         for order in orders:
             try:
                 s = await self.reconcile(order.id, order.account_kind, order.login)
+            except AccountBusy:
+                log.info("order %s: its account is busy sending; next pass", order.id)
+                continue
             except Exception:  # one account's trouble never stops the others
                 log.exception("reconciling order %s failed; retried on the next pass", order.id)
                 continue
@@ -127,7 +132,7 @@ class Reconciler:
         return settled
 
     async def reconcile(self, order_id: str, kind: AccountKind, login: int) -> Settlement | None:
-        async with self.trading.locks.hold(kind.value, login), self._unit() as uow:
+        async with self.trading.locks.hold(kind.value, login, wait=LOCK_WAIT), self._unit() as uow:
             order = await uow.trading.order(order_id)
             if order is None or order.status is not OrderStatus.SENDING:
                 return None  # settled meanwhile (by its sender or another reconciler)
