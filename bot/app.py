@@ -43,7 +43,7 @@ from bot.observability import Metrics, ObservabilityMiddleware, OpsMonitor, init
 from bot.registry import Registry
 from bot.settings import Settings
 from bot.views.billing import NoticeOutbox
-from bot.views.trading import AutoTradeReporter
+from bot.views.trading import AutoTradeReporter, SettlementNotice
 from dialogs.common import StaleDialogMiddleware
 from domain.admin import AdminService
 from domain.agents.service import AgentService
@@ -211,6 +211,7 @@ async def create_app(
     app.notifier = notifier = OutboxNotifier(sessionmaker)  # every proactive message goes through the outbox
     notifier.on_queued.append(app.wake_outbox)
     app.billing.announce = NoticeOutbox(lambda: app.notifier, i18n)  # billing notices in their change's transaction
+    app.market.reconciler.announce = SettlementNotice(i18n, lambda: app.notifier)  # in the settling transaction
     app.ops = OpsMonitor(
         app.metrics, sessionmaker, health, lambda: app.market.hub.tick_rate, terminals=app.market.hub.pool_figures
     )

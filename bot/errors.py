@@ -150,8 +150,13 @@ _MESSAGES: dict[str, str] = {
     "TRD-EXPIRED": N_("This preview expired or your account changed. Nothing was sent; make a new order."),
     "TRD-NO-POSITION": N_("There is no open position {ticket} on your account."),
     "TRD-NO-POSITIONS": N_("No matching open positions."),
-    "TRD-UNKNOWN": N_("The trading server did not answer in time; the order may have been placed. "
-                      "Check /positions before trying again."),
+    "TRD-UNKNOWN": N_("The trading server did not answer in time; order {order} may have been placed. We are "
+                      "checking with the broker and will message you its outcome. Until then no new order goes to "
+                      "this account, so it can't be doubled."),
+    "TRD-UNSETTLED": N_("Order {order} on this account has no known outcome yet: we are checking it with the broker "
+                        "and will message you. A new order now could double a position, so nothing was sent; try "
+                        "again once you have the answer."),
+    "TRD-BUSY": N_("Another order on this account is being sent right now. Nothing was sent; try again in a moment."),
     "TRD-NO-LIVE": N_("No live account is linked. Link one in /trading."),
     "TRD-LINK-FAILED": N_("The broker refused this login, server or password. Nothing was stored."),
     "TRD-NO-TERMINAL": N_("Every trading terminal is busy serving another live account, so yours can't be "

@@ -20,6 +20,10 @@ Jobs
   and analytics half a year) with their meter-report marks, ErrorDNA events
   after ``KEEP_ERRORS`` (90 days: long enough for a user to quote a reference
   id to support).
+- ``reconcile``: orders whose outcome is unknown (no answer from the terminal,
+  or a process that died mid-send) are looked up in the terminal and settled
+  once, and their users told (domain/trading/reconcile.py). At start-up, then
+  every 30 s.
 - ``performance-digests``: each trader's daily (and, on Sundays, weekly)
   performance at their local evening (workers/digests.py). 10 min.
 
@@ -47,6 +51,7 @@ from domain.db.outbox import SqlOutboxRepository
 from domain.leader import Lease, lead
 from domain.outbox import KEEP_FINISHED, STALE_CLAIM
 from workers.digests import EVERY as DIGESTS_EVERY
+from domain.trading.reconcile import EVERY as RECONCILE_EVERY
 from workers.digests import PerformanceDigests
 
 if TYPE_CHECKING:
@@ -138,6 +143,7 @@ def default_jobs(app: App) -> list[Job]:
         Job("billing", 60.0, lambda: billing_job(app)),
         Job("outbox-recover", 60.0, lambda: recover_job(app)),
         Job("retention", 3600.0, lambda: retention_job(app)),
+        Job("reconcile", RECONCILE_EVERY, app.market.reconciler.run_once),
     ]
     analytics = getattr(app, "analytics", None)
     if analytics is not None and app.notifier is not None:

@@ -1,5 +1,5 @@
 """Composition of the market and trading side: the hub, alert evaluator, market feed,
-alert delivery and the services handlers receive (``market``, ``trading``, ``alerts``).
+alert delivery, the order reconciler and the services handlers receive (``market``, ``trading``, ``alerts``).
 
 ``bot.app`` creates one per process (``create``), installs it on the
 Dispatcher and the health service (``install``), starts its tasks with the
@@ -28,8 +28,10 @@ from domain.market.redis_tickbus import RedisTickBus
 from domain.tiers import Quota, TierCatalog
 from domain.trading.alerts import AlertService
 from domain.trading.crypto import SecretBox
+from domain.trading.locks import account_locks
 from domain.trading.market import MarketHub
 from domain.trading.pool import build_pool
+from domain.trading.reconcile import Reconciler
 from domain.trading.service import TradingService
 from bot.notify import Notifier
 from workers.alert_delivery import AlertDelivery
@@ -61,7 +63,12 @@ class TradingRuntime:
         evaluator = PublishingEvaluator(self.evaluator, redis) if redis is not None else self.evaluator
         self.alerts = AlertService(hub, evaluator)  # type: ignore[arg-type]
         self.follower = AlertFollower(redis, self.evaluator, sessionmaker) if redis is not None else None
-        self.trading = TradingService(hub, tiers, SecretBox(secret))
+        # One lock per trading account across processes: PostgreSQL, else Redis, else this process.
+        locks = account_locks(sessionmaker.kw["bind"], redis)
+        self.trading = TradingService(hub, tiers, SecretBox(secret), locks=locks)
+        # Orders whose outcome is unknown, settled from the terminal (the scheduler's ``reconcile`` job);
+        # the app gives it the notice that tells the user (bot/views/trading.py SettlementNotice).
+        self.reconciler = Reconciler(lambda: UnitOfWork(sessionmaker), self.trading)
         self.delivery: AlertDelivery | None = None
         self._outboxed = False
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from aiogram.filters.callback_data import CallbackData
@@ -29,8 +31,12 @@ from domain.trading.models import (
     OrderStatus,
     Preview,
     RiskLimits,
+    Settlement,
     TradingProfile,
 )
+
+if TYPE_CHECKING:
+    from domain.db.uow import UnitOfWork
 
 
 class OrderCB(CallbackData, prefix="tr"):
@@ -237,7 +243,8 @@ def execution_view(e: Execution) -> View:
         if e.order.status is OrderStatus.CANCELLED:
             return _("This order was cancelled."), None
         if e.order.status in (OrderStatus.SENDING,):
-            return _("This order is being sent; it is placed only once."), None
+            return _("This order is being sent, or its outcome is being checked with the broker; it is never sent "
+                     "twice. You'll get a message as soon as its outcome is known."), None  # fmt: skip
         if e.order.status is OrderStatus.DONE:
             return _("This order was already placed (it is never sent twice)."), None
         status = STATUS_NAMES.get(e.order.status)
@@ -642,7 +649,12 @@ def auto_report_view(r: AutoReport) -> View:
     elif r.reason == "TRD-UNKNOWN":
         head = _("⚠️ <b>Auto-trade on {symbol}</b>: the trading server did not answer in time; the order may "
                  "have been placed.").format(symbol=r.symbol)  # fmt: skip
-        body = [_("Check /positions before acting.")]
+        body = [_("We are checking with the broker and will tell you the outcome; until then no new order goes "
+                  "to this account.")]  # fmt: skip
+    elif r.reason in ("TRD-UNSETTLED", "TRD-BUSY"):
+        head = _("⏸ <b>Auto-trade on {symbol} skipped</b>: another order on this account is still being sent or "
+                 "checked with the broker.").format(symbol=r.symbol)  # fmt: skip
+        body = [_("Nothing was sent.")]
     else:
         head = _("⚠️ <b>Auto-trade on {symbol} failed</b>: the trading server could not take it (code {code}). "
                  "Nothing was sent.").format(symbol=r.symbol, code=r.reason or "—")  # fmt: skip
@@ -668,3 +680,55 @@ class AutoTradeReporter:
         with self._i18n.context(), self._i18n.use_locale(report.locale):
             text, markup = auto_report_view(report)
         return await notifier.send(report.user_id, text, markup, key=report.key)
+
+
+def settlement_view(s: Settlement) -> View:
+    """The notice of an order whose answer was lost, once the terminal's history told its real outcome."""
+    o = s.order
+    ref = o.id[:8]
+    account = kind_name(o.account_kind)
+    if o.status is OrderStatus.DONE:
+        if o.kind is OrderKind.OPEN:
+            p = o.params
+            head = _("✅ <b>Order {ref} was placed.</b> The broker's answer was lost, so we checked your account: "
+                     "it was executed.").format(ref=ref)  # fmt: skip
+            body = _("{side} {volume} lots {symbol} at {price} · position #{ticket} · {account} account").format(
+                side=_side(str(p.get("side", ""))), volume=f"{s.volume or 0:g}", symbol=o.symbol or "—",
+                price=f"{s.price:g}" if s.price is not None else "—", ticket=s.ticket or "—", account=account,
+            )  # fmt: skip
+        elif o.kind is OrderKind.CLOSE:
+            head = _("✅ <b>Order {ref} was executed.</b> The broker's answer was lost, so we checked your account: "
+                     "the position was closed.").format(ref=ref)  # fmt: skip
+            body = _("{volume} lots closed at {price} · position #{ticket} · {account} account").format(
+                volume=f"{s.volume or 0:g}", price=f"{s.price:g}" if s.price is not None else "—",
+                ticket=s.ticket or "—", account=account,
+            )  # fmt: skip
+        else:
+            head = _("✅ <b>Stops updated.</b> The broker's answer was lost, so we checked your account: the change "
+                     "was applied.")  # fmt: skip
+            body = _("Position #{ticket} · {account} account").format(ticket=s.ticket or "—", account=account)
+        return f"{head}\n{body}", keyboard([(_("📋 Positions"), PosCB(action="list"))])
+    head = _("❌ <b>Order {ref} was not executed.</b> The broker's answer was lost and your account has no trace "
+             "of it, so nothing was placed.").format(ref=ref)  # fmt: skip
+    return f"{head}\n" + _("New orders on this account are accepted again."), None
+
+
+class SettlementNotice:
+    """``Reconciler.announce``: the settlement notice, in the user's language, queued in the settling
+    transaction (sent if and only if the settlement commits; its key makes it once per order)."""
+
+    def __init__(self, i18n: I18n, notifier: Callable[[], Notifier | None]) -> None:
+        self._i18n = i18n
+        self._notifier = notifier
+
+    async def __call__(self, uow: UnitOfWork, settlement: Settlement) -> None:
+        notifier = self._notifier()
+        if notifier is None:
+            return
+        user = await uow.users.get(settlement.order.user_id)
+        locale = user.locale if user is not None else "en"
+        with self._i18n.context(), self._i18n.use_locale(locale):
+            text, markup = settlement_view(settlement)
+        key = f"order:{settlement.order.id}:settled"
+        if not await notifier.send(settlement.order.user_id, text, markup, key=key, within=uow):
+            logging.getLogger(__name__).info("settlement notice %s not queued: the user blocked the bot", key)

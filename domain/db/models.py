@@ -186,7 +186,11 @@ class TradingProfileRow(Base):
 
 class OrderRow(Base):
     __tablename__ = "orders"
-    __table_args__ = (Index("ix_orders_user_created", "user_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_orders_user_created", "user_id", "created_at"),
+        # SENDING orders per account: the reconciler's scan and the refusal of orders beside an unsettled one
+        Index("ix_orders_status_account", "status", "account_kind", "login"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"))

@@ -173,6 +173,40 @@ class SqlTradingRepository:
         )
         return result.rowcount == 1
 
+    async def unsettled(
+        self, kind: AccountKind, login: int, exclude: str | None = None, *, known_unknown: bool = False
+    ) -> Order | None:
+        """The oldest order on the account (kind, login) whose outcome is not settled (SENDING), if any;
+        ``known_unknown``: only one whose send already ended without an answer (see :meth:`mark_unknown`)."""
+        stmt = select(OrderRow).where(
+            OrderRow.status == OrderStatus.SENDING.value, OrderRow.account_kind == kind.value, OrderRow.login == login
+        )
+        if exclude is not None:
+            stmt = stmt.where(OrderRow.id != exclude)
+        rows = (await self._s.execute(stmt.order_by(OrderRow.updated_at).limit(20))).scalars()
+        found = [_order(r) for r in rows]
+        if known_unknown:
+            found = [o for o in found if o.result.get("unknown")]
+        return found[0] if found else None
+
+    async def mark_unknown(self, order_id: str, error: str) -> bool:
+        """Note on a SENDING order that its send ended without an answer (its claim time stays as it was)."""
+        result = await self._s.execute(
+            update(OrderRow)
+            .where(OrderRow.id == order_id, OrderRow.status == OrderStatus.SENDING.value)
+            .values(result={"unknown": error})
+            .execution_options(synchronize_session=False)
+        )
+        return result.rowcount == 1
+
+    async def sending(self, limit: int = 100) -> list[Order]:
+        """Orders not settled yet (SENDING), the longest-waiting first: what the reconciler looks at."""
+        rows = await self._s.execute(
+            select(OrderRow).where(OrderRow.status == OrderStatus.SENDING.value).order_by(OrderRow.updated_at)
+            .limit(limit)
+        )  # fmt: skip
+        return [_order(r) for r in rows.scalars()]
+
     # ---- alerts ----
     async def add_alert(self, rule: AlertRule, now: datetime) -> AlertRule:
         row = AlertRow(
@@ -238,6 +272,7 @@ def _order(row: OrderRow) -> Order:
         retcode=row.retcode,
         result=dict(row.result or {}),
         created_at=row.created_at,
+        updated_at=row.updated_at,
     )
 
 

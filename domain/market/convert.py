@@ -214,6 +214,7 @@ def deal(d: Any) -> Deal | None:
         swap=float(d.swap),
         time=int(d.time),
         comment=d.comment,
+        magic=int(d.magic),
     )
 
 

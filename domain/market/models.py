@@ -157,6 +157,7 @@ class Deal:
     swap: float
     time: int  # epoch seconds
     comment: str = ""
+    magic: int = 0  # the expert id of the request that made the deal (orders carry theirs: reconciliation)
 
 
 @dataclass(frozen=True, slots=True)

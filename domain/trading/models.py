@@ -24,13 +24,13 @@ class OrderKind(StrEnum):
 
 class OrderStatus(StrEnum):
     PENDING = "pending"  # previewed, waiting for Confirm
-    SENDING = "sending"  # claimed by one Confirm; being sent
+    SENDING = "sending"  # claimed by one Confirm; being sent, or its outcome unknown until reconciled
     DONE = "done"  # the broker accepted it
     REJECTED = "rejected"  # the broker answered with an error retcode
     BLOCKED = "blocked"  # refused by our risk limits or the kill switch
     CANCELLED = "cancelled"
     EXPIRED = "expired"
-    FAILED = "failed"  # the gateway failed; outcome unknown or not sent
+    FAILED = "failed"  # the gateway failed before the request left: not sent
 
 
 FINAL = frozenset(OrderStatus) - {OrderStatus.PENDING}
@@ -93,6 +93,7 @@ class Order:
     retcode: int | None
     result: dict[str, Any]
     created_at: datetime
+    updated_at: datetime | None = None  # for a SENDING order: when it was claimed
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +166,23 @@ class DayPnl:
 RETCODE_OK = frozenset({int(Retcode.DONE), int(Retcode.DONE_PARTIAL), int(Retcode.PLACED)})
 
 
+def order_magic(order_id: str) -> int:
+    """The MT5 ``magic`` an order carries to the terminal: 31 bits of its id (its comment carries the id itself,
+    which a broker may rewrite; the magic it never touches). Positive and below 2**31 for any MT5 build."""
+    return int(order_id[:8], 16) & 0x7FFFFFFF or 1
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """How reconciliation settled an order whose outcome was unknown (DONE with the real fill, or REJECTED)."""
+
+    order: Order
+    price: float | None = None
+    volume: float | None = None
+    ticket: int | None = None  # the position it opened, closed or modified
+    reason: str = ""  # REJECTED: "no_trace"
+
+
 # ---- errors -------------------------------------------------------------------
 
 
@@ -207,9 +225,23 @@ class PositionNotFound(DomainError):
 
 
 class OutcomeUnknown(DomainError):
-    """The gateway timed out while an order was being sent: it may or may not be placed."""
+    """The order reached the gateway but no answer came back (timeout, connection lost): it may or may not be
+    placed. It stays SENDING until reconciliation finds it in the terminal (domain/trading/reconcile.py)."""
 
     code = "TRD-UNKNOWN"
+
+
+class AccountBusy(DomainError):
+    """Another order on this account held its lock longer than ``locks.WAIT``; nothing was sent."""
+
+    code = "TRD-BUSY"
+
+
+class OrderUnsettled(DomainError):
+    """Another order on this account has no known outcome yet (it is being checked with the broker);
+    nothing new is sent on the account until it is settled. params: order (its short id)"""
+
+    code = "TRD-UNSETTLED"
 
 
 class NoPositions(DomainError):

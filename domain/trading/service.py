@@ -1,11 +1,20 @@
 """Trading use cases: accounts, risk limits, previewed orders confirmed exactly once, closes,
 balance, positions and history.
 
-Every order (manual now, automatic later) goes through :meth:`TradingService.execute`:
-the order row moves PENDING -> SENDING in one committed UPDATE before anything is
-sent, so however many Confirm taps race, one wins; then the kill switch and the
-risk limits are checked again on fresh account data; then the gateway gets the
-request with the order id as ``client_id``. Every step is audited.
+Every order (chat and auto-trading) goes through :meth:`TradingService.execute`,
+under the account's lock (domain/trading/locks.py, shared by every process): no
+other order on the account may be unsettled; the order row moves PENDING ->
+SENDING in one committed UPDATE before anything is sent, so however many
+Confirm taps race, one wins; then the kill switch and the risk limits are
+checked again on fresh account data; then the gateway gets the request
+carrying the order id (MT5 comment) and its magic. Check and send in one
+critical section: concurrent orders cannot all pass a limit that only one fits.
+
+When no answer comes back (timeout, connection lost mid-call, a crash) the
+order stays SENDING: its outcome is unknown, not failed. Reconciliation
+(domain/trading/reconcile.py) finds it in the terminal by its id and settles it
+DONE with the real fill or REJECTED, once; until then no new order goes to that
+account. Every step is audited.
 """
 
 from __future__ import annotations
@@ -24,11 +33,20 @@ from domain.audit import AuditEntry, Surface
 from domain.clock import utcnow
 from domain.db.uow import UnitOfWork
 from domain.errors import FeatureLocked
-from domain.market.errors import GatewayError, GatewayTimeout
+from domain.market.errors import (
+    AutoTradingDisabled,
+    BackendNotInstalled,
+    GatewayAuthError,
+    GatewayError,
+    InvalidRequest,
+    NoQuotes,
+    UnknownSymbol,
+)
 from domain.market.gateway import OrderRequest, TradingGateway
 from domain.market.models import Account, Deal, Position, Retcode, Side, SymbolSpec
 from domain.tiers import Feature, Tier, TierCatalog
 from domain.trading.crypto import SecretBox
+from domain.trading.locks import AccountLocks, LocalLocks
 from domain.trading.market import MarketHub, market_errors
 from domain.trading.models import (
     AccountKind,
@@ -48,21 +66,31 @@ from domain.trading.models import (
     OrderKind,
     OrderRefused,
     OrderStatus,
+    OrderUnsettled,
     OutcomeUnknown,
     PositionNotFound,
     Preview,
     RETCODE_OK,
     RiskBreachInfo,
     RiskLimits,
+    Settlement,
     StopsWrongSide,
     TradingProfile,
     VolumeOutOfRange,
+    order_magic,
 )
+from domain.trading.reconcile import Announce, find_fill
 
 log = logging.getLogger(__name__)
 
 PREVIEW_TTL = timedelta(minutes=5)
 DEMO_BALANCE = 10_000.0
+# Deal history read when looking for an order, on top of the time since it was claimed (clock skew, a
+# terminal whose time is not ours).
+LOOKBACK = timedelta(days=1)
+# The gateway refused these before the request left this process (or the terminal refused it outright): the
+# order was not sent. Any other failure of order_send leaves the outcome unknown.
+NOT_SENT = (InvalidRequest, UnknownSymbol, NoQuotes, GatewayAuthError, AutoTradingDisabled, BackendNotInstalled)
 
 
 def round_volume(volume: float, spec: SymbolSpec) -> float:
@@ -72,10 +100,11 @@ def round_volume(volume: float, spec: SymbolSpec) -> float:
 
 
 class TradingService:
-    def __init__(self, hub: MarketHub, tiers: TierCatalog, box: SecretBox) -> None:
+    def __init__(self, hub: MarketHub, tiers: TierCatalog, box: SecretBox, *, locks: AccountLocks | None = None) -> None:
         self.hub = hub
         self._tiers = tiers
         self._box = box
+        self.locks: AccountLocks = locks or LocalLocks()
 
     # ---- profile and accounts ------------------------------------------------------------
     async def profile(self, uow: UnitOfWork, user_id: int) -> TradingProfile:
@@ -173,6 +202,8 @@ class TradingService:
         old = await uow.trading.account(user_id, AccountKind.LIVE)
         if old is None:
             raise NoLiveAccount("no live account linked")
+        # its credentials are what reconciliation looks an unsettled order up with: keep them until it is settled
+        await self._refuse_unsettled(uow, user_id, AccountKind.LIVE, old[0].login, Surface.CHAT, locked=False)
         await uow.trading.remove_account(user_id, AccountKind.LIVE)
         profile = await uow.trading.profile(user_id)
         if profile.active is AccountKind.LIVE:
@@ -286,6 +317,7 @@ class TradingService:
             if level is not None and not (level > 0 and math.isfinite(level)):
                 raise InvalidOrder(name, field=name)
         account, gw = await self.active(uow, user_id, tier, account)
+        await self._refuse_unsettled(uow, user_id, account.kind, account.login, surface, locked=False)
         tick = await self.hub.tick(spec.name)
         price = tick.ask if side is Side.BUY else tick.bid
         _check_sides(side, price, sl, tp)
@@ -372,6 +404,7 @@ class TradingService:
     ) -> ClosePreview:
         """``target``: a ticket, a symbol or "all". Another user's ticket is refused and audited."""
         account, gw = await self.active(uow, user_id, tier)
+        await self._refuse_unsettled(uow, user_id, account.kind, account.login, Surface.CHAT, locked=False)
         async with market_errors():
             positions = await gw.positions()
             info = await gw.account()
@@ -417,6 +450,14 @@ class TradingService:
         self, uow: UnitOfWork, user_id: int, tier: Tier, ticket: int, sl: float | None, tp: float | None
     ) -> Execution:
         account, gw = await self.active(uow, user_id, tier)
+        async with self.locks.hold(account.kind.value, account.login):
+            await self._refuse_unsettled(uow, user_id, account.kind, account.login, Surface.CHAT)
+            return await self._modify_locked(uow, user_id, account, gw, ticket, sl, tp)
+
+    async def _modify_locked(
+        self, uow: UnitOfWork, user_id: int, account: LinkedAccount, gw: TradingGateway, ticket: int,
+        sl: float | None, tp: float | None,
+    ) -> Execution:  # fmt: skip
         async with market_errors():
             positions = await gw.positions()
         pos = next((p for p in positions if p.ticket == ticket), None)
@@ -433,7 +474,8 @@ class TradingService:
         )  # fmt: skip
         await uow.trading.add_order(order)
         await uow.commit()
-        return await self._send(uow, gw, order, [OrderRequest.modify(pos.symbol, ticket, sl=sl, tp=tp)])
+        request = replace(OrderRequest.modify(pos.symbol, ticket, sl=sl, tp=tp), magic=order_magic(order.id))
+        return await self._send(uow, gw, order, [request])
 
     # ---- confirming -----------------------------------------------------------------------------
     async def cancel(self, uow: UnitOfWork, user_id: int, order_id: str) -> Order:
@@ -449,27 +491,63 @@ class TradingService:
         self, uow: UnitOfWork, user_id: int, tier: Tier, order_id: str, *, account: AccountKind | None = None,
         surface: Surface = Surface.CHAT,
     ) -> Execution:
-        """Confirm a previewed order: sent at most once however often this is called."""
-        now = utcnow()
-        claimed = await uow.trading.transition(order_id, user_id, OrderStatus.PENDING, OrderStatus.SENDING, now)
-        await uow.commit()
-        if not claimed:
-            order = await self._refuse_or_get(uow, user_id, order_id)
-            return Execution(order, (order.retcode,) if order.retcode else (), order.status is OrderStatus.DONE,
-                             order.result.get("price"), order.result.get("volume"), repeated=True)  # fmt: skip
+        """Confirm a previewed order: sent at most once however often this is called, and only while no other
+        order on its account is unsettled. The claim, the risk check and the send hold the account's lock."""
         order = await uow.trading.order(order_id)
+        if order is None or order.user_id != user_id:
+            await self._refuse_or_get(uow, user_id, order_id)  # audited, raises
         assert order is not None
+        if order.status is not OrderStatus.PENDING:
+            return _repeated(order)
+        async with self.locks.hold(order.account_kind.value, order.login):
+            return await self._execute_locked(uow, user_id, tier, order, account, surface)
+
+    async def _execute_locked(
+        self, uow: UnitOfWork, user_id: int, tier: Tier, order: Order, kind: AccountKind | None, surface: Surface
+    ) -> Execution:
+        await self._refuse_unsettled(uow, user_id, order.account_kind, order.login, surface, exclude=order.id)
+        now = utcnow()
+        claimed = await uow.trading.transition(order.id, user_id, OrderStatus.PENDING, OrderStatus.SENDING, now)
+        await uow.commit()
+        current = await uow.trading.order(order.id)
+        assert current is not None
+        if not claimed:
+            return _repeated(current)
+        in_flight = False
         try:
-            prepared = await self._prepare(uow, user_id, tier, order, now, account, surface)
+            prepared = await self._prepare(uow, user_id, tier, current, now, kind, surface)
             if isinstance(prepared, Execution):
                 return prepared
-            return await self._send(uow, prepared[0], order, prepared[1], surface)
-        except BaseException as exc:  # never leave a claimed order in SENDING
-            await uow.rollback()
+            in_flight = True  # from here on a failure leaves the outcome unknown: _send decides
+            return await self._send(uow, prepared[0], current, prepared[1], surface)
+        except BaseException as exc:
+            if in_flight:
+                raise
+            await uow.rollback()  # nothing was sent: never leave a claimed order in SENDING
             await self._finish(
-                uow, order, OrderStatus.FAILED, None, {"error": getattr(exc, "code", type(exc).__name__)}, surface
+                uow, current, OrderStatus.FAILED, None, {"error": getattr(exc, "code", type(exc).__name__)}, surface
             )
             raise
+
+    async def _refuse_unsettled(
+        self, uow: UnitOfWork, user_id: int, kind: AccountKind, login: int, surface: Surface,
+        exclude: str | None = None, *, locked: bool = True,
+    ) -> None:  # fmt: skip
+        """A new order (or a retry) while another order on the account has no known outcome could double a
+        position: refused (audited) until reconciliation settles the other one.
+
+        Holding the account's lock (``locked``), every other SENDING order is one whose sender is gone or gave
+        up (senders hold the lock from the claim to the answer). Without it (a preview) only orders already
+        marked unknown count: another may just be in flight."""
+        blocking = await uow.trading.unsettled(kind, login, exclude, known_unknown=not locked)
+        if blocking is None:
+            return
+        await uow.audit.append(
+            AuditEntry("trade.refused_unsettled", user_id, user_id, surface,
+                       {"order": exclude, "unsettled": blocking.id, "account": kind.value})
+        )  # fmt: skip
+        await uow.commit()
+        raise OrderUnsettled("an order on this account is not settled", order=blocking.id[:8])
 
     async def _prepare(
         self, uow: UnitOfWork, user_id: int, tier: Tier, order: Order, now: datetime,
@@ -483,6 +561,7 @@ class TradingService:
             await self._finish(uow, order, OrderStatus.CANCELLED, None, {"reason": "account switched"}, surface)
             raise OrderExpired("account switched since the preview")
         profile = await uow.trading.profile(user_id)
+        magic = order_magic(order.id)
         if order.kind is OrderKind.OPEN:
             breach = await self.check_risk(profile, gw, order)
             if breach is not None:
@@ -494,12 +573,12 @@ class TradingService:
             p = order.params
             return gw, [
                 OrderRequest.market(order.symbol or "", Side(p["side"]), float(p["volume"]), sl=p.get("sl"),
-                                    tp=p.get("tp"), client_id=order.id)
+                                    tp=p.get("tp"), client_id=order.id, magic=magic)
             ]  # fmt: skip
         async with market_errors():
             open_ = {p.ticket: p for p in await gw.positions()}
         requests = [
-            OrderRequest.close(open_[t].symbol, t, order.params.get("volume"), client_id=order.id)
+            replace(OrderRequest.close(open_[t].symbol, t, order.params.get("volume"), client_id=order.id), magic=magic)
             for t in order.params["tickets"]
             if t in open_
         ]
@@ -520,17 +599,16 @@ class TradingService:
                 retcodes.append(int(result.retcode))
                 if result.ok:
                     price, volume = result.price, (volume or 0) + result.volume
-        except GatewayTimeout as exc:
-            await self._finish(
-                uow, order, OrderStatus.FAILED, None, {"error": "timeout", "retcodes": retcodes}, surface
-            )
-            raise OutcomeUnknown("the gateway timed out during order_send") from exc
-        except GatewayError as exc:
+        except NOT_SENT as exc:
+            if retcodes:  # an earlier request of this order went out: its outcome is known, the rest's not
+                return await self._unknown(uow, gw, order, surface, exc)
             await self._finish(
                 uow, order, OrderStatus.FAILED, None, {"error": exc.code, "retcodes": retcodes}, surface
             )
             async with market_errors():
                 raise
+        except GatewayError as exc:  # timeout, connection lost mid-call, a reply that makes no sense
+            return await self._unknown(uow, gw, order, surface, exc)
         ok = bool(retcodes) and all(r in RETCODE_OK for r in retcodes)
         status = OrderStatus.DONE if ok else (OrderStatus.REJECTED if not any(r in RETCODE_OK for r in retcodes)
                                               else OrderStatus.DONE)  # fmt: skip
@@ -539,6 +617,32 @@ class TradingService:
             {"retcodes": retcodes, "price": price, "volume": volume}, surface,
         )  # fmt: skip
         return Execution(final, tuple(retcodes), ok, price, volume)
+
+    async def _unknown(
+        self, uow: UnitOfWork, gw: TradingGateway, order: Order, surface: Surface, exc: GatewayError
+    ) -> Execution:
+        """The request may have reached the terminal but no answer came: the order stays SENDING.
+
+        A demo account answers for certain at once (its terminal calls are database transactions: the fill
+        is stored or it never happened), so it is settled here; a live one is left to the reconciler."""
+        await uow.rollback()
+        await uow.trading.mark_unknown(order.id, exc.code)
+        await uow.audit.append(
+            AuditEntry("trade.outcome_unknown", order.user_id, order.user_id, surface,
+                       {"order": order.id, "error": exc.code, "account": order.account_kind.value})
+        )  # fmt: skip
+        await uow.commit()
+        log.warning("order %s: no answer from the gateway (%s); left for reconciliation", order.id, exc.code)
+        if order.account_kind is AccountKind.DEMO:
+            try:
+                settled = await self.reconcile_with(uow, gw, order, surface, conclusive=True)
+            except GatewayError:
+                settled = None
+            if settled is not None:
+                o = settled.order
+                retcodes = (o.retcode,) if o.retcode else ()
+                return Execution(o, retcodes, o.status is OrderStatus.DONE, settled.price, settled.volume)
+        raise OutcomeUnknown("no answer during order_send", order=order.id[:8]) from exc
 
     async def _finish(
         self, uow: UnitOfWork, order: Order, status: OrderStatus, retcode: int | None, result: dict[str, Any],
@@ -574,6 +678,74 @@ class TradingService:
             await uow.commit()
             raise OrderRefused("not this user's order")
         return order
+
+    # ---- reconciliation ---------------------------------------------------------------------------
+    async def order_gateway(self, uow: UnitOfWork, order: Order) -> TradingGateway | None:
+        """The gateway of the account an order went to, whatever the user's plan is now; None when that
+        account is no longer linked (the order waits until it is linked again)."""
+        if order.account_kind is AccountKind.DEMO:
+            return self.hub.demo_gateway(order.login)
+        found = await uow.trading.account(order.user_id, AccountKind.LIVE)
+        if found is None or found[1] is None or found[0].login != order.login:
+            return None
+        account, token = found
+        return await self.hub.live_gateway(order.user_id, account.login, self._box.open(token), account.server)
+
+    async def find_in_terminal(self, gw: TradingGateway, order: Order) -> Settlement | None:
+        """The order's fill (or, for a modification, its effect) in the terminal; None when there is no trace."""
+        now = self._now()
+        claimed = order.updated_at or order.created_at
+        start = now - max(utcnow() - claimed, timedelta(0)) - LOOKBACK
+        positions = await gw.positions()
+        deals = [] if order.kind is OrderKind.MODIFY else await gw.history_deals(start, now + timedelta(seconds=1))
+        return find_fill(order, positions, deals)
+
+    async def reconcile_with(
+        self, uow: UnitOfWork, gw: TradingGateway, order: Order, surface: Surface, *, conclusive: bool,
+        announce: Announce | None = None,
+    ) -> Settlement | None:  # fmt: skip
+        """Look the order up in the terminal and settle it: DONE with the real fill when found; REJECTED when
+        not found and ``conclusive`` (no later fill is possible). Call it holding the account's lock.
+        Returns the settlement, or None when it stays unsettled (or another process settled it first)."""
+        found = await self.find_in_terminal(gw, order)
+        if found is None and not conclusive:
+            return None
+        settlement = found or Settlement(order, reason="no_trace")
+        return await self.settle(uow, settlement, surface, announce)
+
+    async def settle(
+        self, uow: UnitOfWork, s: Settlement, surface: Surface, announce: Announce | None = None
+    ) -> Settlement | None:
+        """One committed transition SENDING -> DONE/REJECTED, its audit entry and the user's notice, in one
+        transaction; None when the order was settled already (exactly once, however many reconcilers race)."""
+        order = s.order
+        done = s.reason == ""
+        status = OrderStatus.DONE if done else OrderStatus.REJECTED
+        retcode = 10009 if done else None  # TRADE_RETCODE_DONE: the fill is in the terminal's history
+        result = {"reconciled": True, "price": s.price, "volume": s.volume, "ticket": s.ticket, "reason": s.reason}
+        moved = await uow.trading.transition(
+            order.id, order.user_id, OrderStatus.SENDING, status, utcnow(), retcode=retcode, result=result
+        )
+        if not moved:
+            await uow.rollback()
+            return None
+        await uow.audit.append(
+            AuditEntry("trade.reconciled", None, order.user_id, surface,
+                       {"order": order.id, "kind": order.kind.value, "symbol": order.symbol,
+                        "account": order.account_kind.value, "status": status.value, **result})
+        )  # fmt: skip
+        final = await uow.trading.order(order.id)
+        assert final is not None
+        settled = replace(s, order=final)
+        if announce is not None:
+            await announce(uow, settled)
+        await uow.commit()
+        return settled
+
+
+def _repeated(order: Order) -> Execution:
+    return Execution(order, (order.retcode,) if order.retcode else (), order.status is OrderStatus.DONE,
+                     order.result.get("price"), order.result.get("volume"), repeated=True)  # fmt: skip
 
 
 def _check_sides(side: Side, price: float, sl: float | None, tp: float | None) -> None:
