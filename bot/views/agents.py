@@ -12,6 +12,7 @@ from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.i18n import gettext as _
 
+from bot.callbacks import CallbackInt
 from bot.i18n import N_
 from bot.views import View
 from bot.views.common import Button, keyboard, tier_name
@@ -27,8 +28,8 @@ from domain.market.models import Timeframe
 class SignalsCB(CallbackData, prefix="sg"):
     action: str  # page | sub | unsub (a filtered list) | drop (the full list) | follow | unfollow (under /ai)
     symbol: str = ""
-    page: int = 0
-    uid: int = 0  # the owner: a press by anyone else changes nothing
+    page: CallbackInt = 0
+    uid: CallbackInt = 0  # the owner: a press by anyone else changes nothing
     tf: str = ""
 
 

@@ -10,6 +10,7 @@ from aiogram.filters.callback_data import CallbackData
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
+from bot.callbacks import CallbackInt
 from bot.i18n import N_
 from bot.notify import Notifier
 from bot.views import View
@@ -51,12 +52,12 @@ FLOW_VOLUMES = ("0.01", "0.05", "0.1", "0.5", "1")
 
 class PosCB(CallbackData, prefix="ps"):
     action: str  # list, close, sltp
-    ticket: int = 0
+    ticket: CallbackInt = 0
 
 
 class HistCB(CallbackData, prefix="hi"):
-    page: int = 0
-    days: int = 7
+    page: CallbackInt = 0
+    days: CallbackInt = 7
     symbol: str = ""
 
 
@@ -66,14 +67,14 @@ class RiskCB(CallbackData, prefix="rk"):
 
 class TradingCB(CallbackData, prefix="tg"):
     action: str  # home, demo, live, kill, auto, link, unlink
-    value: int = 0
+    value: CallbackInt = 0
 
 
 class AutoCB(CallbackData, prefix="at"):
     """The auto-trading panel. ``uid`` is the owner: a button pressed by anyone else changes nothing."""
 
     action: str  # home, on, off, thr, risk, tf, sym, demo, live (ask), confirm (value: the one-time code)
-    uid: int
+    uid: CallbackInt
     value: str = ""
 
 

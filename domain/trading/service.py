@@ -25,6 +25,7 @@ from domain.errors import FeatureLocked
 from domain.market.errors import GatewayError, GatewayTimeout
 from domain.market.gateway import OrderRequest, TradingGateway
 from domain.market.models import Account, Deal, Position, Retcode, Side, SymbolSpec
+from domain.parsing import looks_numeric, parse_id
 from domain.tiers import Feature, Tier, TierCatalog
 from domain.trading.crypto import SecretBox
 from domain.trading.market import MarketHub, market_errors
@@ -56,10 +57,13 @@ from domain.trading.models import (
 log = logging.getLogger(__name__)
 
 PREVIEW_TTL = timedelta(minutes=5)
+MAX_VOLUME = 1e9  # lots: far above any symbol's maximum
 DEMO_BALANCE = 10_000.0
 
 
 def round_volume(volume: float, spec: SymbolSpec) -> float:
+    if not 0 < volume <= MAX_VOLUME:  # a bigger number overflows the step arithmetic and means nothing anyway
+        raise VolumeOutOfRange("volume", low=spec.volume_min, high=spec.volume_max, step=spec.volume_step)
     steps = math.floor(volume / spec.volume_step + 1e-9)
     decimals = max(0, -int(math.floor(math.log10(spec.volume_step)))) if spec.volume_step < 1 else 0
     return round(steps * spec.volume_step, decimals)
@@ -114,11 +118,10 @@ class TradingService:
         self, uow: UnitOfWork, user_id: int, tier: Tier, login_raw: str, server: str, password: str
     ) -> LinkedAccount:
         self.require_live(tier)
-        try:
-            login = int(login_raw.strip())
-        except ValueError:
-            raise InvalidOrder("login", field="login") from None
-        if login <= 0 or not server.strip() or not password:
+        login = parse_id(login_raw)
+        if login is None:
+            raise InvalidOrder("login", field="login")
+        if not server.strip() or not password:
             raise InvalidOrder("credentials", field="login")
         server = server.strip()[:64]
         old = await uow.trading.account(user_id, AccountKind.LIVE)
@@ -341,14 +344,16 @@ class TradingService:
             positions = await gw.positions()
             info = await gw.account()
         target = target.strip()
-        if target.isdigit():
-            chosen = [p for p in positions if p.ticket == int(target)]
+        if looks_numeric(target):
+            ticket = parse_id(target)  # None: digits no terminal issues ("²³", beyond int64)
+            chosen = [p for p in positions if p.ticket == ticket] if ticket is not None else []
             if not chosen:
-                await uow.audit.append(
-                    AuditEntry("trade.close_refused", user_id, user_id, Surface.CHAT, {"ticket": int(target)})
-                )
-                await uow.commit()
-                raise PositionNotFound("not this account's", ticket=target)
+                if ticket is not None:
+                    await uow.audit.append(
+                        AuditEntry("trade.close_refused", user_id, user_id, Surface.CHAT, {"ticket": ticket})
+                    )
+                    await uow.commit()
+                raise PositionNotFound("not this account's", ticket=target[:24])
         elif target.lower() == "all":
             chosen = positions
         else:
