@@ -47,7 +47,7 @@ def parse_alert_id(raw: str) -> int | None:
         return None
     alert_id = parse_id(raw)
     if alert_id is None:
-        raise AlertNotFound("alert", id=raw.strip()[:24])
+        raise AlertNotFound("alert", id=raw.strip()[:32])
     return alert_id
 
 

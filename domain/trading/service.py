@@ -353,7 +353,7 @@ class TradingService:
                         AuditEntry("trade.close_refused", user_id, user_id, Surface.CHAT, {"ticket": ticket})
                     )
                     await uow.commit()
-                raise PositionNotFound("not this account's", ticket=target[:24])
+                raise PositionNotFound("not this account's", ticket=target[:32])
         elif target.lower() == "all":
             chosen = positions
         else:
