@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
@@ -218,11 +219,25 @@ def init_sentry(dsn: str, *, release: str, transport: Any = None) -> None:
     )
 
 
+# Bot API URLs carry the bot token in their path (``/bot<id>:<secret>/sendMessage``, ``/file/bot<id>:<secret>/``).
+_BOT_TOKEN = re.compile(r"(/bot\d+):[A-Za-z0-9_-]+")
+
+
+def without_bot_token(text: str) -> str:
+    return _BOT_TOKEN.sub(r"\1:[token]", text)
+
+
 def scrub_breadcrumb(crumb: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any] | None:
-    """Redis keys name users (FSM keys, rate-limit buckets): keep the command, drop the key."""
+    """Redis keys name users (FSM keys, rate-limit buckets): keep the command, drop the key. HTTP breadcrumbs
+    (every Bot API call) lose the bot token from their URL."""
     if crumb.get("category") == "redis":
         crumb["message"] = str(crumb.get("message") or "").split(" ", 1)[0]
         crumb["data"] = {}
+    data = crumb.get("data")
+    if isinstance(data, dict) and isinstance(data.get("url"), str):
+        data["url"] = without_bot_token(data["url"])
+    if isinstance(crumb.get("message"), str):
+        crumb["message"] = without_bot_token(crumb["message"])
     return crumb
 
 

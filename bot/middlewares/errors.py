@@ -74,7 +74,7 @@ def error_context(registry: Registry, update: Update, raw_state: str | None = No
             command = registry.for_text(typed)
             where = f"command:/{command.name}" if command is not None else "command:unknown"
         else:
-            where = f"message:{message.content_type}"
+            where = f"message:{message.content_type.value}"
         return f"{where} state={raw_state}" if raw_state else where
     if update.callback_query is not None:
         data = update.callback_query.data or ""
