@@ -241,8 +241,26 @@ def scrub_breadcrumb(crumb: dict[str, Any], hint: dict[str, Any]) -> dict[str, A
     return crumb
 
 
+_SECRET_HEADER_WORDS = ("secret", "token", "signature", "auth", "cookie", "key")
+
+
+def without_secret_headers(event: dict[str, Any]) -> None:
+    """Request headers that carry credentials (Telegram's X-Telegram-Bot-Api-Secret-Token, Stripe-Signature,
+    Authorization) are filtered from a web request's event; Sentry's own list misses the first two."""
+    request = event.get("request")
+    headers = request.get("headers") if isinstance(request, dict) else None
+    if isinstance(headers, dict):
+        for name in headers:
+            if any(word in name.lower() for word in _SECRET_HEADER_WORDS):
+                headers[name] = "[Filtered]"
+    if isinstance(request, dict) and isinstance(request.get("url"), str):
+        request["url"] = without_bot_token(request["url"])
+
+
 def tag_event(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
-    """Tags every event with the hashed user, their tier, the update id and the ErrorDNA code."""
+    """Tags every event with the hashed user, their tier, the update id and the ErrorDNA code; filters
+    credentials from web request headers."""
+    without_secret_headers(event)
     tags = event.setdefault("tags", {})
     context = _context.get()
     if context is not None:
