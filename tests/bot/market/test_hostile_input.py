@@ -167,3 +167,27 @@ async def test_account_commands_and_their_buttons_refuse_groups(
     # public commands still answer in groups; the same account command answers in private
     assert "Bid" in (await harness.send("/price EURUSD", chat=GROUP))[0].text
     assert "10,000.00 USD" in (await harness.send("/balance"))[0].text
+
+
+async def test_a_typed_server_name_is_shown_escaped(harness: Harness, clock: ManualClock) -> None:
+    from domain.db.models import UserRow
+
+    login = harness.app.market.hub.terminal.open_demo_account(5000.0, password="pw-123456")
+    await harness.send("/start")
+    async with harness.app.sessionmaker() as s:
+        (await s.get(UserRow, 1001)).tier = "basic"  # type: ignore[union-attr]
+        await s.commit()
+    harness.app.users.forget(1001)
+    await harness.press("tg:link:0")
+    await harness.send(str(login))
+    await harness.send("Broker<b> & Co")
+    linked = await harness.send("pw-123456")
+    assert "Broker&lt;b&gt; &amp; Co" in _reply_text(linked)
+    switched = await harness.press("tg:live:0")
+    assert "Broker&lt;b&gt; &amp; Co" in next(c for c in switched if c.method == "editMessageText").text
+    assert "5,000.00 USD" in (await harness.send("/balance"))[0].text
+    assert harness.telegram.refused == []
+
+
+def _reply_text(calls: list[Call]) -> str:
+    return "\n".join(c.text for c in calls if c.method == "sendMessage")
