@@ -35,7 +35,9 @@ from bot.middlewares.database import UnitOfWorkMiddleware
 from bot.middlewares.dedup import DeduplicateMiddleware
 from bot.middlewares.errors import ErrorMiddleware
 from bot.middlewares.metering import MeteringMiddleware
+from bot.middlewares.private import PrivateChatMiddleware
 from bot.middlewares.ratelimit import RateLimitMiddleware
+from bot.middlewares.secret_input import SecretInputMiddleware
 from bot.middlewares.tiers import TierGateMiddleware
 from bot.middlewares.users import UserMiddleware
 from bot.notify import Notifier, OutboxNotifier
@@ -274,13 +276,15 @@ def _dispatcher(app: App, limiter: RateLimiter, ledger: UpdateLedger, reporter: 
     # only what was actually handled.
     for middleware in (
         ObservabilityMiddleware(app.metrics, app.settings.secret()),
-        ErrorMiddleware(reporter, app.i18n),
+        ErrorMiddleware(reporter, app.i18n, app.registry),
         DeduplicateMiddleware(ledger),
         dp.fsm,  # FSM state (Redis with REDIS_URL), after de-duplication and inside the error layer
+        SecretInputMiddleware(app.i18n),  # a password typed at a secret step leaves the chat before anything runs
         UnitOfWorkMiddleware(app.sessionmaker),
         UserMiddleware(app.users),
         LocaleMiddleware(app.i18n),
         RateLimitMiddleware(limiter),
+        PrivateChatMiddleware(app.registry),  # account and money commands never answer in a group
         TierGateMiddleware(app.registry, app.tiers),
         ComplianceGateMiddleware(app.registry, app.compliance),
         MeteringMiddleware(app.meter),

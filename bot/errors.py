@@ -5,7 +5,10 @@ Anything else gets a fingerprint of where it happened (exception type and the
 innermost frame of our own code), so the same bug always has the same code and
 ``/admin`` can count them. Each occurrence is logged with its context, stored
 in ``error_events`` and, when SENTRY_DSN is set, sent to Sentry with the user id
-hashed.
+hashed. The context names the command or button prefix, never what the user
+typed; text typed at a secret step is scrubbed from the log line, the stored
+event and the Sentry event. Parameters formatted into the (HTML) message are
+escaped: they may carry user text.
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ import secrets
 import traceback
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
 import sentry_sdk
 from prometheus_client import Counter
+from aiogram import html
 from aiogram.exceptions import TelegramAPIError
 from aiogram.utils.i18n import gettext as _
 from redis.exceptions import RedisError
@@ -88,21 +93,31 @@ class ErrorReporter:
         self._salt = salt
         self._counter = counter
 
-    async def report(self, exc: BaseException, *, context: str, user_id: int | None) -> Report:
+    async def report(
+        self, exc: BaseException, *, context: str, user_id: int | None, hide: Sequence[str] = ()
+    ) -> Report:
+        """Count, log, store and (when unexpected) send ``exc`` to Sentry; the texts in ``hide`` leave in none of them."""
         code = dna(exc)
         ref = secrets.token_hex(4).upper()
         expected = isinstance(exc, de.DomainError)
         user_hash = hash_user(user_id, self._salt)
+        hidden = tuple(sorted((s for s in hide if s), key=len, reverse=True))
         if self._counter is not None:
             self._counter.labels(code).inc()
         if expected:
-            log.info("%s ref=%s in %s user=%s: %s", code, ref, context, user_hash, exc)
+            log.info("%s ref=%s in %s user=%s: %s", code, ref, context, user_hash, scrub(str(exc), hidden))
         else:
-            log.error("%s ref=%s in %s user=%s", code, ref, context, user_hash, exc_info=exc)
+            if hidden:  # the traceback's messages may quote the secret: log a scrubbed rendering of it
+                rendered = scrub("".join(traceback.format_exception(exc)).rstrip(), hidden)
+                log.error("%s ref=%s in %s user=%s\n%s", code, ref, context, user_hash, rendered)
+            else:
+                log.error("%s ref=%s in %s user=%s", code, ref, context, user_hash, exc_info=exc)
             with sentry_sdk.new_scope() as scope:
                 scope.set_tag("error_dna", code)
                 scope.set_tag("ref", ref)
                 scope.set_user({"id": user_hash})
+                if hidden:
+                    scope.add_event_processor(lambda event, hint: scrub_tree(event, hidden))
                 sentry_sdk.capture_exception(exc)
         try:
             async with self._sessionmaker() as session:
@@ -113,12 +128,32 @@ class ErrorReporter:
                     ref=ref,
                     user_hash=user_hash,
                     context=context[:128],
-                    message=f"{type(exc).__name__}: {exc}"[:2000],
+                    message=scrub(f"{type(exc).__name__}: {exc}", hidden)[:2000],
                 )
                 await session.commit()
         except Exception:  # the database may be what failed; the user still gets an answer
             log.warning("could not store error event %s", ref, exc_info=True)
         return Report(code, ref, expected)
+
+
+SCRUBBED = "[secret]"
+
+
+def scrub(text: str, hidden: Sequence[str]) -> str:
+    for secret in hidden:
+        text = text.replace(secret, SCRUBBED)
+    return text
+
+
+def scrub_tree(value: Any, hidden: Sequence[str]) -> Any:
+    """``value`` (a Sentry event: dicts, lists, strings) with every secret replaced, keys included."""
+    if isinstance(value, str):
+        return scrub(value, hidden)
+    if isinstance(value, dict):
+        return {scrub_tree(k, hidden): scrub_tree(v, hidden) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(scrub_tree(v, hidden) for v in value)
+    return value
 
 
 # Code -> msgid. Params from the exception are formatted into the translation.
@@ -194,8 +229,8 @@ _GENERIC = N_("Something went wrong on our side. We've logged it and will fix it
 def user_message(report: Report, params: dict[str, Any] | None = None) -> str:
     """The localized text for a report (call inside the user's locale)."""
     body = _(_MESSAGES.get(report.code, _GENERIC))
-    try:
-        body = body.format(**(params or {}))
+    try:  # parameters may carry what the user typed (a symbol, a field): escaped for Telegram's HTML
+        body = body.format(**{k: html.quote(v) if isinstance(v, str) else v for k, v in (params or {}).items()})
     except (KeyError, IndexError, ValueError):
         body = _(_GENERIC)
     return _("{body}\nCode {code} · ref {ref}: quote it if you contact support.").format(

@@ -1,7 +1,8 @@
 """The command registry: every command is declared once, here.
 
 Each entry names the command, the factory of the router that serves it, the
-tier or feature it needs, its description msgid and its category. /help, the
+tier or feature it needs, its description msgid, its category and whether it
+is served in private chats only (account and money commands). /help, the
 /start menu, ``setMyCommands`` (per language) and the tier gate are all
 generated from this list, so a command cannot be half-registered.
 """
@@ -45,6 +46,7 @@ class Command:
     button: str | None = None  # msgid of its /start menu button; None: not on the menu
     callbacks: tuple[str, ...] = ()  # callback-data prefixes of this command's buttons (gated with it)
     role: Role | None = None  # staff-only (SUPPORT: support and admins; ADMIN: admins); hidden from everyone else
+    private: bool = False  # account and money: served in a private chat only, never posted into a group
 
     @property
     def staff(self) -> bool:

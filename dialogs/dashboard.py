@@ -55,6 +55,7 @@ from dialogs.common import ButtonDialog, Label, dep
 from dialogs.states import Dashboard
 from domain.errors import DomainError
 from domain.market.models import Timeframe
+from domain.parsing import parse_id
 from domain.tiers import Feature, Quota
 from domain.trading.models import PositionNotFound
 from domain.users import Notify
@@ -179,12 +180,13 @@ async def on_refresh(query: CallbackQuery, button: Button, manager: DialogManage
 
 async def on_pick_position(query: CallbackQuery, widget: Any, manager: DialogManager, item_id: str) -> None:
     user, tier, trading = dep(manager, "user"), dep(manager, "tier"), dep(manager, "trading")
-    if not item_id.isdigit():
+    ticket = parse_id(item_id)  # button data: forgeable
+    if ticket is None:
         return
     try:
-        preview = await trading.preview_close(dep(manager, "uow"), user.id, tier, item_id, None)
+        preview = await trading.preview_close(dep(manager, "uow"), user.id, tier, str(ticket), None)
     except PositionNotFound:
-        manager.dialog_data["result"] = position_gone_text(int(item_id))
+        manager.dialog_data["result"] = position_gone_text(ticket)
         return
     text, _markup = close_preview_view(preview)
     manager.dialog_data.update(order=preview.order.id, confirm_text=text)
@@ -209,11 +211,12 @@ async def on_cancel_close(query: CallbackQuery, button: Button, manager: DialogM
 
 
 async def on_pick_alert(query: CallbackQuery, widget: Any, manager: DialogManager, item_id: str) -> None:
-    if not item_id.isdigit():
+    alert_id = parse_id(item_id)  # button data: forgeable
+    if alert_id is None:
         return
     user, alerts = dep(manager, "user"), dep(manager, "alerts")
     rules = {r.id: r for r in await alerts.list(dep(manager, "uow"), user.id)}
-    rule = rules.get(int(item_id))
+    rule = rules.get(alert_id)
     if rule is None:  # deleted meanwhile (or not this user's): show the fresh list
         return
     digits = await dep(manager, "market").digits(rule.symbol)

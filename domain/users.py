@@ -21,6 +21,7 @@ from typing import Protocol
 
 from domain.clock import Clock, utcnow
 from domain.errors import InvalidInput
+from domain.parsing import INT64_MAX, parse_int
 from domain.tiers import FREE, Tier, TierCatalog
 
 LANGUAGES = ("en", "ru", "es")
@@ -295,8 +296,8 @@ def parse_timezone(name: str) -> str:
     if not text or len(text) > 64:
         raise InvalidInput("empty timezone", value=text[:64])
     offset = text.upper().removeprefix("UTC").removeprefix("GMT").strip()
-    if offset and offset[0] in "+-" and offset[1:].isdigit():
-        hours = int(offset)
+    hours = parse_int(offset, low=-INT64_MAX, high=INT64_MAX) if offset[:1] in ("+", "-") else None
+    if hours is not None:
         if -12 <= hours <= 14:
             # POSIX Etc/ zones invert the sign: UTC+3 is Etc/GMT-3.
             return "UTC" if hours == 0 else f"Etc/GMT{-hours:+d}"

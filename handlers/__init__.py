@@ -2,6 +2,9 @@
 
 Every command is declared once in :data:`COMMANDS`. A command that is not
 listed here is not served, not shown in /help and not in Telegram's menu.
+Account and money commands (and staff tools) are ``private=True``: in a group
+they and their buttons answer that they work in a private chat only
+(``bot/middlewares/private.py``).
 """
 
 from __future__ import annotations
@@ -30,34 +33,36 @@ COMMANDS: tuple[Command, ...] = (
     Command("cancel", core.make_router, N_("Stop the current step"), Category.CORE),
     # Performance analytics and the inline dashboard (issue 7)
     Command("performance", analytics.make_router, N_("Your trading performance: metrics and equity curve"),
-            Category.CORE, feature=Feature.ANALYTICS),  # fmt: skip
+            Category.CORE, feature=Feature.ANALYTICS, private=True),  # fmt: skip
     Command("analytics", analytics.make_router, N_("Dashboard: portfolio, alerts, watchlist, agents"), Category.CORE,
-            button=N_("📊 Dashboard")),  # fmt: skip
-    Command("subscription", billing.make_router, N_("Your plan, status and usage"), Category.BUSINESS),
+            button=N_("📊 Dashboard"), private=True),  # fmt: skip
+    Command("subscription", billing.make_router, N_("Your plan, status and usage"), Category.BUSINESS, private=True),
     Command("billing", billing.make_router, N_("Payments, invoices, cancel or resume"), Category.BUSINESS,
-            callbacks=(BILLING_PREFIX,)),  # fmt: skip
-    Command("premium", billing.make_router, N_("Compare plans, start a trial, upgrade"), Category.BUSINESS),
-    Command("referral", billing.make_router, N_("Invite friends, earn Pro days"), Category.BUSINESS),
-    Command("refund", billing.make_router, N_("Refund a Telegram Stars payment"), Category.BUSINESS, role=Role.SUPPORT),
+            callbacks=(BILLING_PREFIX,), private=True),  # fmt: skip
+    Command("premium", billing.make_router, N_("Compare plans, start a trial, upgrade"), Category.BUSINESS,
+            private=True),  # fmt: skip
+    Command("referral", billing.make_router, N_("Invite friends, earn Pro days"), Category.BUSINESS, private=True),
+    Command("refund", billing.make_router, N_("Refund a Telegram Stars payment"), Category.BUSINESS, role=Role.SUPPORT,
+            private=True),  # fmt: skip
     Command("price", market.make_router, N_("Live quotes: bid, ask, spread, day range"), Category.TRADING),
     Command("chart", market.make_router, N_("Candlestick chart with your alert levels"), Category.TRADING,
             feature=Feature.CHARTS, callbacks=("ch",)),  # fmt: skip
     Command("alerts", market.make_router, N_("Price alerts: list, add, pause, delete"), Category.TRADING,
             feature=Feature.PRICE_ALERTS, callbacks=("al",)),  # fmt: skip
     Command("positions", trading.make_router, N_("Open positions with live P/L"), Category.TRADING,
-            feature=Feature.DEMO_TRADING, callbacks=("ps",)),  # fmt: skip
+            feature=Feature.DEMO_TRADING, callbacks=("ps",), private=True),  # fmt: skip
     Command("balance", trading.make_router, N_("Balance, equity and margin"), Category.TRADING,
-            feature=Feature.DEMO_TRADING),  # fmt: skip
+            feature=Feature.DEMO_TRADING, private=True),  # fmt: skip
     Command("trade", trading.make_router, N_("Place a market order (preview, then confirm)"), Category.TRADING,
-            feature=Feature.DEMO_TRADING, callbacks=("tr", "tf")),  # fmt: skip
+            feature=Feature.DEMO_TRADING, callbacks=("tr", "tf"), private=True),  # fmt: skip
     Command("close", trading.make_router, N_("Close a position, a symbol or all"), Category.TRADING,
-            feature=Feature.DEMO_TRADING),  # fmt: skip
+            feature=Feature.DEMO_TRADING, private=True),  # fmt: skip
     Command("history", trading.make_router, N_("Closed deals with totals"), Category.TRADING,
-            feature=Feature.DEMO_TRADING, callbacks=("hi",)),  # fmt: skip
+            feature=Feature.DEMO_TRADING, callbacks=("hi",), private=True),  # fmt: skip
     Command("risk", trading.make_router, N_("Your risk limits"), Category.TRADING, feature=Feature.DEMO_TRADING,
-            callbacks=("rk",)),  # fmt: skip
+            callbacks=("rk",), private=True),  # fmt: skip
     Command("trading", trading.make_router, N_("Account in use, kill switch, today's P/L, live account"),
-            Category.TRADING, feature=Feature.DEMO_TRADING, callbacks=("tg", "at")),  # fmt: skip
+            Category.TRADING, feature=Feature.DEMO_TRADING, callbacks=("tg", "at"), private=True),  # fmt: skip
     # AI agents (issue 4)
     Command("ai", agents.make_router, N_("AI analysis: each agent's vote and the consensus"), Category.TRADING),
     Command("signals", agents.make_router, N_("AI signals with outcomes; follow symbols"), Category.TRADING,
@@ -65,18 +70,20 @@ COMMANDS: tuple[Command, ...] = (
     Command("agents", agents.make_router, N_("The AI agents: ideas, health, hit rates, weights"), Category.BUSINESS),
     # Support, feedback, compliance (issue 6); staff commands (role=...) are invisible to everyone else.
     Command("support", support.make_router, N_("Contact support: tickets and answers"), Category.BUSINESS,
-            callbacks=("sup",)),  # fmt: skip
+            callbacks=("sup",), private=True),  # fmt: skip
     Command("feedback", feedback.make_router, N_("Rate the bot or suggest a feature"), Category.BUSINESS,
             callbacks=("fb",)),  # fmt: skip
     Command("compliance", compliance.make_router, N_("Risk disclosure, terms, privacy; export or delete your data"),
-            Category.BUSINESS, callbacks=("cmp",)),  # fmt: skip
-    Command("tickets", staff.make_router, N_("Support queue"), Category.CORE, callbacks=("tk",), role=Role.SUPPORT),
-    Command("user", staff.make_router, N_("Look up a user"), Category.CORE, role=Role.SUPPORT),
-    Command("grant", staff.make_router, N_("Grant a plan for some days"), Category.CORE, role=Role.ADMIN),
-    Command("role", staff.make_router, N_("Grant or revoke a staff role"), Category.CORE, role=Role.ADMIN),
-    Command("admin", staff.make_router, N_("Admin dashboard"), Category.CORE, role=Role.ADMIN),
+            Category.BUSINESS, callbacks=("cmp",), private=True),  # fmt: skip
+    Command("tickets", staff.make_router, N_("Support queue"), Category.CORE, callbacks=("tk",), role=Role.SUPPORT,
+            private=True),  # fmt: skip
+    Command("user", staff.make_router, N_("Look up a user"), Category.CORE, role=Role.SUPPORT, private=True),
+    Command("grant", staff.make_router, N_("Grant a plan for some days"), Category.CORE, role=Role.ADMIN, private=True),
+    Command("role", staff.make_router, N_("Grant or revoke a staff role"), Category.CORE, role=Role.ADMIN,
+            private=True),  # fmt: skip
+    Command("admin", staff.make_router, N_("Admin dashboard"), Category.CORE, role=Role.ADMIN, private=True),
     Command("broadcast", staff.make_router, N_("Message a segment of users"), Category.CORE, callbacks=("bc",),
-            role=Role.ADMIN),  # fmt: skip
+            role=Role.ADMIN, private=True),  # fmt: skip
 )
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from aiogram import Router
 from aiogram.types import CallbackQuery, Message
 
-from bot.views.fallback import plain_text, stale_button, unknown_command, unsupported_content
+from bot.secret_state import is_secret
+from bot.views.fallback import plain_text, stale_button, unknown_command, unknown_command_hidden, unsupported_content
 from handlers.filters import has_text, is_command
 
 
@@ -13,8 +14,9 @@ def make_router() -> Router:
     router = Router(name=__name__)
 
     @router.message(is_command)
-    async def unknown(message: Message) -> None:
-        await message.answer(unknown_command(message.text or ""))
+    async def unknown(message: Message, raw_state: str | None = None) -> None:
+        text = unknown_command_hidden() if is_secret(raw_state) else unknown_command(message.text or "")
+        await message.answer(text)
 
     @router.message(has_text)
     async def text(message: Message) -> None:

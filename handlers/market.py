@@ -20,20 +20,18 @@ from bot.views.market import (
     chart_keyboard,
     chart_usage,
     price_usage,
+    MAX_PRICE_SYMBOLS,
     price_view,
     symbol_suggestions,
 )
 from domain.db.uow import UnitOfWork
 from domain.market.models import Timeframe
 from domain.tiers import Quota, Tier
-from domain.trading.alerts import AlertService
+from domain.trading.alerts import AlertService, parse_alert_id
 from domain.trading.market import MarketHub
 from domain.trading.models import SymbolNotFound
 from domain.users import User
 from handlers.filters import is_plain_text
-
-MAX_SYMBOLS = 6
-
 
 class AlertForm(StatesGroup):
     rule = State()
@@ -53,18 +51,17 @@ def make_router() -> Router:
 
     @router.message(Command("price"))
     async def price(message: Message, market: MarketHub) -> None:
-        symbols = list(dict.fromkeys(s.upper() for s in _args(message)))[:MAX_SYMBOLS]
-        if not symbols:
+        words = list(dict.fromkeys(s.upper() for s in _args(message)))
+        if not words:
             await show(message, price_usage())
             return
-        quotes = []
-        for raw in symbols:
+        quotes, unknown = [], []
+        for raw in words[:MAX_PRICE_SYMBOLS]:
             try:
                 quotes.append(await market.quote(raw))
             except SymbolNotFound as exc:
-                await message.answer(symbol_suggestions(exc.params["symbol"], exc.params["suggestions"]))
-        if quotes:
-            await show(message, price_view(quotes))
+                unknown.append((str(exc.params["symbol"]), str(exc.params["suggestions"])))
+        await show(message, price_view(quotes, unknown, max(0, len(words) - MAX_PRICE_SYMBOLS)))
 
     async def send_chart(
         event: Message | CallbackQuery, raw: str, tf_raw: str, user: User, uow: UnitOfWork, market: MarketHub,
@@ -129,11 +126,13 @@ def make_router() -> Router:
             used = await alerts.count(uow, user.id)
             await show(message, alert_added_view(rule, spec.digits, used, tier.quota(Quota.ALERTS)))
             return
-        if len(args) == 2 and args[0].lower() in ("del", "delete", "rm") and args[1].lstrip("#").isdigit():
-            rule = await alerts.delete(uow, user.id, int(args[1].lstrip("#")))
+        action = args[0].lower() if len(args) == 2 else ""
+        alert_id = parse_alert_id(args[1]) if action in ("del", "delete", "rm", "pause", "resume") else None
+        if alert_id is not None and action in ("del", "delete", "rm"):
+            rule = await alerts.delete(uow, user.id, alert_id)
             await message.answer(alert_deleted_view(rule))
-        elif len(args) == 2 and args[0].lower() in ("pause", "resume") and args[1].lstrip("#").isdigit():
-            await alerts.set_paused(uow, user.id, int(args[1].lstrip("#")), args[0].lower() == "pause")
+        elif alert_id is not None:
+            await alerts.set_paused(uow, user.id, alert_id, action == "pause")
         await list_alerts(message, user, tier, uow, market, alerts)
 
     @router.callback_query(AlertCB.filter())

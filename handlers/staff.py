@@ -20,6 +20,7 @@ from bot.registry import Registry
 from bot.staff_menu import apply_role_menu
 from bot.ui import show
 from bot.views.staff import (
+    ACTIVE_CHOICES,
     BroadcastCB,
     broadcast_button_prompt,
     broadcast_cancelled,
@@ -49,6 +50,7 @@ from domain.admin import AdminService
 from domain.broadcast import BroadcastService, Draft, Segment, parse_button
 from domain.db.uow import UnitOfWork
 from domain.support.tickets import QueueFilter, SupportService, Ticket
+from domain.parsing import INT64_MAX, parse_int
 from domain.users import User
 from handlers.filters import is_admin, is_plain_text, is_staff
 from handlers.support import answer_ticket, deliver
@@ -149,10 +151,11 @@ def make_router() -> Router:
     @router.message(Command("grant"), is_admin)
     async def grant(message: Message, command: CommandObject, uow: UnitOfWork, user: User, admin: AdminService) -> None:
         args = (command.args or "").split()
-        if len(args) != 3 or not args[2].isdigit():
+        days = parse_int(args[2], low=0, high=INT64_MAX) if len(args) == 3 else None
+        if days is None:
             await message.answer(grant_usage())
             return
-        await message.answer(granted(await admin.grant_tier(uow, user, args[0], args[1], int(args[2]))))
+        await message.answer(granted(await admin.grant_tier(uow, user, args[0], args[1], days)))
 
     @router.message(Command("role"), is_admin)
     async def role(
@@ -241,7 +244,7 @@ def make_broadcast_router() -> Router:
         broadcasts: BroadcastService,
     ) -> None:  # fmt: skip
         key = callback_data.action
-        if key == "active" and not callback_data.value.isdigit():
+        if key == "active" and parse_int(callback_data.value, low=0, high=max(ACTIVE_CHOICES)) is None:
             return await show_segment(query, state, uow, user, broadcasts)
         await state.update_data({key: callback_data.value or None})
         await show_segment(query, state, uow, user, broadcasts)

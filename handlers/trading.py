@@ -12,6 +12,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message
 
+from bot.secret_state import SecretState
 from bot.ui import show
 from bot.views import View
 from bot.views.trading import (
@@ -49,6 +50,7 @@ from bot.views.trading import (
     unlinked_text,
 )
 from domain.db.uow import UnitOfWork
+from domain.parsing import parse_count, parse_id
 from domain.errors import FeatureLocked
 from domain.market.models import Side
 from domain.tiers import Feature, Tier
@@ -56,7 +58,7 @@ from domain.trading.autotrade import AutoPanel, AutoTradeRefused, AutoTrader
 from domain.trading.models import AccountKind, Execution, InvalidOrder, LinkFailed, Order, parse_number
 from domain.trading.service import TradingService
 from domain.users import User
-from handlers.filters import is_plain_text
+from handlers.filters import has_text, is_plain_text
 
 MAX_HISTORY_DAYS = 365
 LIVE_CODE = "autotrade_live"  # FSM data key: the one-time code of the live auto-trading confirmation
@@ -66,7 +68,7 @@ AUTO_SETTINGS = ("threshold", "risk", "symbol")  # /trading threshold 72 · /tra
 class LinkForm(StatesGroup):
     login = State()
     server = State()
-    password = State()
+    password = SecretState()  # deleted from the chat on arrival, never logged, stored or echoed
 
 
 class StopsForm(StatesGroup):
@@ -194,8 +196,9 @@ def make_router() -> Router:
     async def history(message: Message, user: User, tier: Tier, uow: UnitOfWork, trading: TradingService) -> None:
         symbol, days = "", 7
         for arg in _args(message)[:2]:
-            if arg.isdigit():
-                days = min(max(int(arg), 1), MAX_HISTORY_DAYS)
+            count = parse_count(arg, low=1, high=MAX_HISTORY_DAYS)
+            if count is not None:
+                days = count
             else:
                 symbol = arg
         account, info, deals = await trading.history(uow, user.id, tier, days, symbol or None)
@@ -281,11 +284,11 @@ def make_router() -> Router:
 
     @router.message(StateFilter(LinkForm.login), is_plain_text)
     async def link_login(message: Message, state: FSMContext) -> None:
-        login = (message.text or "").strip()
-        if not login.isdigit():
+        login = parse_id(message.text or "")
+        if login is None:  # MT5 logins are positive integers
             await message.answer(link_login_prompt())
             return
-        await state.update_data(login=login)
+        await state.update_data(login=str(login))
         await state.set_state(LinkForm.server)
         await message.answer(link_server_prompt())
 
@@ -295,14 +298,14 @@ def make_router() -> Router:
         await state.set_state(LinkForm.password)
         await message.answer(link_password_prompt())
 
-    @router.message(StateFilter(LinkForm.password), is_plain_text)
+    # Any text, "/..." included: a password may start with a slash. The secret-input middleware has already
+    # deleted the message; registered commands (/cancel) were taken by their own handlers before this one.
+    @router.message(StateFilter(LinkForm.password), has_text)
     async def link_password(
         message: Message, state: FSMContext, user: User, tier: Tier, uow: UnitOfWork, trading: TradingService,
         autotrade: AutoTrader,
     ) -> None:  # fmt: skip
         password = message.text or ""
-        with contextlib.suppress(TelegramBadRequest):
-            await message.delete()  # the password must not stay in the chat
         data = await state.get_data()
         await state.clear()
         try:

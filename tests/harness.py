@@ -56,19 +56,27 @@ class Harness:
             await self.app.drain_outbox(self.bot)
         return self.telegram.calls[before:]
 
-    async def send(self, text: str | None, *, user: int = 1001, lang: str | None = "en", **extra: Any) -> list[Call]:
+    async def send(
+        self, text: str | None, *, user: int = 1001, lang: str | None = "en", chat: Chat | None = None, **extra: Any
+    ) -> list[Call]:
+        """A message from ``user`` in their private chat with the bot, or in ``chat`` (a group)."""
         message = Message(
             message_id=next(_ids),
             date=datetime.now(UTC),
-            chat=Chat(id=user, type="private"),
+            chat=chat or Chat(id=user, type="private"),
             from_user=self.tg_user(user, lang, extra.pop("first_name", "Ann")),
             text=text,
             **extra,
         )
         return await self.feed(Update(update_id=next(_ids), message=message))
 
-    async def press(self, data: str, *, user: int = 1001, lang: str | None = "en", message_id: int = 1) -> list[Call]:
-        message = Message(message_id=message_id, date=datetime.now(UTC), chat=Chat(id=user, type="private"), text="…")
+    async def press(
+        self, data: str, *, user: int = 1001, lang: str | None = "en", message_id: int = 1, chat: Chat | None = None
+    ) -> list[Call]:
+        """``user`` pressing a button of a bot message in their private chat, or in ``chat`` (a group)."""
+        message = Message(
+            message_id=message_id, date=datetime.now(UTC), chat=chat or Chat(id=user, type="private"), text="…"
+        )
         query = CallbackQuery(
             id=str(next(_ids)), from_user=self.tg_user(user, lang), chat_instance="ci", message=message, data=data
         )

@@ -1,4 +1,11 @@
-"""The outermost middleware: any exception becomes an ErrorDNA report and a localized answer."""
+"""The outermost middleware: any exception becomes an ErrorDNA report and a localized answer.
+
+The report's context says where it happened (the registered command, the button's
+registered prefix, the form step, the kind of message) and never quotes what the
+user typed: a form step may be collecting a password. What was typed at a secret
+step (:mod:`bot.secret_state`) is handed to the reporter to be scrubbed wherever
+an exception's own message might repeat it.
+"""
 
 from __future__ import annotations
 
@@ -13,15 +20,18 @@ from aiogram.utils.i18n import I18n
 from bot.errors import ErrorReporter, user_message
 from bot.i18n import locale_of
 from bot.middlewares.common import interactive, notify
+from bot.registry import MENU_PREFIX, Registry
+from bot.secret_state import secret_input
 from domain.errors import DomainError
 
 log = logging.getLogger(__name__)
 
 
 class ErrorMiddleware(BaseMiddleware):
-    def __init__(self, reporter: ErrorReporter, i18n: I18n) -> None:
+    def __init__(self, reporter: ErrorReporter, i18n: I18n, registry: Registry) -> None:
         self._reporter = reporter
         self._i18n = i18n
+        self._registry = registry
 
     async def __call__(
         self,
@@ -34,9 +44,11 @@ class ErrorMiddleware(BaseMiddleware):
         except Exception as exc:
             assert isinstance(event, Update)
             tg_user = data.get("event_from_user")
+            raw_state = data.get("raw_state")
             report = await self._reporter.report(
-                exc, context=_context(event), user_id=tg_user.id if tg_user else None
-            )
+                exc, context=error_context(self._registry, event, raw_state), user_id=tg_user.id if tg_user else None,
+                hide=secret_input(event, raw_state),
+            )  # fmt: skip
             target = interactive(event)
             if target is None:
                 return None
@@ -52,11 +64,23 @@ class ErrorMiddleware(BaseMiddleware):
             return None
 
 
-def _context(update: Update) -> str:
-    """Where an error happened: the command, never free text (a conversation step may be a password)."""
-    if update.message is not None and update.message.text:
-        word = update.message.text.split(maxsplit=1)[0][:48] if update.message.text.strip() else ""
-        return f"message:{word}" if word.startswith("/") else "message:text"
+def error_context(registry: Registry, update: Update, raw_state: str | None = None) -> str:
+    """Where an error happened, in words the code chose: ``command:/trade``, ``callback:al``,
+    ``message:text state=LinkForm:password``. Free text from the user never appears."""
+    if update.message is not None:
+        message = update.message
+        typed = message.text if message.text is not None else message.caption
+        if typed is not None and typed.startswith("/"):
+            command = registry.for_text(typed)
+            where = f"command:/{command.name}" if command is not None else "command:unknown"
+        else:
+            where = f"message:{message.content_type.value}"
+        return f"{where} state={raw_state}" if raw_state else where
     if update.callback_query is not None:
-        return f"callback:{(update.callback_query.data or '')[:48]}"
+        data = update.callback_query.data or ""
+        command = registry.for_callback(data)
+        if command is not None:
+            prefix = data.partition(":")[0]
+            return f"callback:{prefix}:{command.name}" if prefix == MENU_PREFIX else f"callback:{prefix}"
+        return "callback:dialog" if "\x1d" in data else "callback:unknown"
     return update.event_type

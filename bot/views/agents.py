@@ -12,6 +12,7 @@ from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.i18n import gettext as _
 
+from bot.callbacks import CallbackInt
 from bot.i18n import N_
 from bot.views import View
 from bot.views.common import Button, keyboard, tier_name
@@ -27,8 +28,8 @@ from domain.market.models import Timeframe
 class SignalsCB(CallbackData, prefix="sg"):
     action: str  # page | sub | unsub (a filtered list) | drop (the full list) | follow | unfollow (under /ai)
     symbol: str = ""
-    page: int = 0
-    uid: int = 0  # the owner: a press by anyone else changes nothing
+    page: CallbackInt = 0
+    uid: CallbackInt = 0  # the owner: a press by anyone else changes nothing
     tf: str = ""
 
 
@@ -170,7 +171,13 @@ def pct(value: float) -> str:
     return f"{value * 100:.0f}%" if math.isfinite(value) else "—"
 
 
+class Rendered(str):
+    """A value that is already HTML (another filled template): formatted in as it is."""
+
+
 def _fmt_value(name: str, value: object, digits: int) -> str:
+    if isinstance(value, Rendered):
+        return value
     if isinstance(value, str):
         return direction_name(value) if value in Direction.__members__.values() else html.quote(value)
     v = float(value)  # type: ignore[arg-type]
@@ -193,11 +200,12 @@ class _Values(dict[str, str]):
 
 
 def fill(template_key: str, values: Mapping[str, object], digits: int, table: Mapping[str, str] = RATIONALES) -> str:
-    """The localized rationale of ``template_key`` with its numbers."""
+    """The localized rationale of ``template_key`` with its numbers, as HTML (a template's "close < EMA20" is
+    text, not a tag)."""
     msgid = table.get(template_key)
     if msgid is None:
         return html.quote(template_key)
-    return _(msgid).format_map(_Values({k: _fmt_value(k, v, digits) for k, v in values.items()}))
+    return Rendered(html.quote(_(msgid)).format_map(_Values({k: _fmt_value(k, v, digits) for k, v in values.items()})))
 
 
 def local_time(epoch: int, tz: str) -> str:

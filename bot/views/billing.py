@@ -15,6 +15,7 @@ from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from aiogram.utils.i18n import I18n, gettext as _
 
+from bot.callbacks import CallbackInt
 from bot.i18n import N_
 from bot.notify import Notifier
 from bot.views import View
@@ -45,7 +46,7 @@ PREFIX = "bill"
 class BillCB(CallbackData, prefix=PREFIX):
     action: str  # trial | plan | stars | card | pack | cancel | cancelok | resume | portal | history
     tier: str = ""
-    sub: int = 0
+    sub: CallbackInt = 0
 
 
 STATUS_NAMES = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiogram.filters.callback_data import CallbackData
 from aiogram.utils.i18n import gettext as _
 
+from bot.callbacks import CallbackInt
 from bot.views import View
 from bot.views.common import Button, keyboard
 from domain.support.feedback import Feedback, Kind
@@ -12,7 +13,7 @@ from domain.support.feedback import Feedback, Kind
 
 class FeedbackCB(CallbackData, prefix="fb"):
     action: str  # rate, request, skip
-    value: int = 0
+    value: CallbackInt = 0
 
 
 def feedback_home() -> View:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from aiogram import html
 from aiogram.filters.callback_data import CallbackData
 from aiogram.utils.i18n import gettext as _
+from aiogram.utils.i18n import ngettext
 
+from bot.callbacks import CallbackInt
 from bot.views import View
 from bot.views.common import Button, keyboard, quota_name
 from domain.alerts.models import AlertFired, AlertKind, AlertRule, AlertStatus, Direction
@@ -23,14 +26,16 @@ class ChartCB(CallbackData, prefix="ch"):
 
 class AlertCB(CallbackData, prefix="al"):
     action: str  # list, new, pause, resume, del
-    id: int = 0
+    id: CallbackInt = 0
 
 
 def _fmt(value: float, digits: int) -> str:
     return f"{value:.{digits}f}"
 
 
-def price_view(quotes: list[Quote]) -> View:
+def price_view(quotes: list[Quote], unknown: Sequence[tuple[str, str]] = (), skipped: int = 0) -> View:
+    """One answer for the whole request: the quotes, then what was not understood (``(symbol, suggestions)``)
+    and how many more words were not looked up."""
     blocks = []
     for q in quotes:
         lines = [f"<b>{q.symbol}</b> · {html.quote(q.description)}"]
@@ -53,8 +58,27 @@ def price_view(quotes: list[Quote]) -> View:
         when = datetime.fromtimestamp(q.time_msc / 1000, UTC).strftime("%H:%M:%S")
         lines.append(_("Last tick {time} UTC").format(time=when))
         blocks.append("\n".join(lines))
+    notes = []
+    if unknown:
+        items = [
+            _("{symbol} (did you mean {suggestions}?)").format(symbol=html.quote(s), suggestions=html.quote(hint))
+            if hint else html.quote(s)
+            for s, hint in unknown
+        ]  # fmt: skip
+        notes.append(_("❓ Not understood: {items}").format(items=", ".join(items)))
+    if skipped:
+        notes.append(ngettext(
+            "I look up at most {limit} symbols at a time; {n} more word was not looked up.",
+            "I look up at most {limit} symbols at a time; {n} more words were not looked up.",
+            skipped,
+        ).format(limit=MAX_PRICE_SYMBOLS, n=skipped))  # fmt: skip
+    if notes:
+        blocks.append("\n".join(notes))
     buttons: list[Button] = [(_("📈 Chart {symbol}").format(symbol=q.symbol), ChartCB(symbol=q.symbol)) for q in quotes]
-    return "\n\n".join(blocks), keyboard(buttons[:6])
+    return "\n\n".join(blocks), keyboard(buttons[:6]) if buttons else None
+
+
+MAX_PRICE_SYMBOLS = 6  # quotes in one /price answer
 
 
 def price_usage() -> View:

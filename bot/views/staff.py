@@ -7,6 +7,7 @@ from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from aiogram.utils.i18n import gettext as _
 
+from bot.callbacks import CallbackInt
 from bot.i18n import N_
 from bot.views import View
 from bot.views.common import Button, keyboard, tier_name
@@ -128,7 +129,7 @@ def dashboard(d: Dashboard) -> str:
 class BroadcastCB(CallbackData, prefix="bc"):
     action: str  # skip, tier, lang, active, preview, send, cancel
     value: str = ""
-    id: int = 0
+    id: CallbackInt = 0
 
 
 ACTIVE_CHOICES = (0, 7, 30, 90)

@@ -9,6 +9,7 @@ from aiogram import html
 from aiogram.filters.callback_data import CallbackData
 from aiogram.utils.i18n import gettext as _, ngettext
 
+from bot.callbacks import CallbackInt
 from bot.i18n import N_
 from bot.views import View
 from bot.views.common import Button, keyboard
@@ -37,12 +38,12 @@ TICKET_MARK = re.compile(r"🎫 ?#(\d{1,9})\b")
 class SupportCB(CallbackData, prefix="sup"):
     action: str  # home, new, cat, list, view, reply, close
     value: str = ""
-    id: int = 0
+    id: CallbackInt = 0
 
 
 class TicketsCB(CallbackData, prefix="tk"):
     action: str  # queue, view, take, reply, close, reopen, files
-    id: int = 0
+    id: CallbackInt = 0
     value: str = ""
 
 

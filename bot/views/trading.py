@@ -8,10 +8,12 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+from aiogram import html
 from aiogram.filters.callback_data import CallbackData
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
+from bot.callbacks import CallbackInt
 from bot.i18n import N_
 from bot.notify import Notifier
 from bot.views import View
@@ -57,12 +59,12 @@ FLOW_VOLUMES = ("0.01", "0.05", "0.1", "0.5", "1")
 
 class PosCB(CallbackData, prefix="ps"):
     action: str  # list, close, sltp
-    ticket: int = 0
+    ticket: CallbackInt = 0
 
 
 class HistCB(CallbackData, prefix="hi"):
-    page: int = 0
-    days: int = 7
+    page: CallbackInt = 0
+    days: CallbackInt = 7
     symbol: str = ""
 
 
@@ -72,14 +74,14 @@ class RiskCB(CallbackData, prefix="rk"):
 
 class TradingCB(CallbackData, prefix="tg"):
     action: str  # home, demo, live, kill, auto, link, unlink
-    value: int = 0
+    value: CallbackInt = 0
 
 
 class AutoCB(CallbackData, prefix="at"):
     """The auto-trading panel. ``uid`` is the owner: a button pressed by anyone else changes nothing."""
 
     action: str  # home, on, off, thr, risk, tf, sym, demo, live (ask), confirm (value: the one-time code)
-    uid: int
+    uid: CallbackInt
     value: str = ""
 
 
@@ -275,7 +277,7 @@ def balance_view(account: LinkedAccount, info: Account) -> View:
         _("Free margin: {v}").format(v=_money(info.margin_free, info.currency)),
         _("Margin level: {v}").format(v=level),
         _("Leverage 1:{lev} · currency {cur} · server {server}").format(
-            lev=info.leverage, cur=info.currency, server=info.server),
+            lev=info.leverage, cur=html.quote(info.currency), server=html.quote(info.server)),
     ]  # fmt: skip
     return "\n".join(lines), keyboard([(_("📋 Positions"), PosCB(action="list")), (_("⚙️ Trading"),
                                        TradingCB(action="home"))])  # fmt: skip
@@ -377,7 +379,7 @@ def trading_view(
     lines = [
         _("<b>⚙️ Trading</b>"),
         _("Account in use: {kind} {login} ({server})").format(kind=kind_name(account.kind), login=account.login,
-                                                              server=account.server),  # fmt: skip
+                                                              server=html.quote(account.server)),  # fmt: skip
         _("Auto-trading: {state}").format(state=on_off(profile.auto_trading)),
         _("Kill switch: {state}").format(state=_("ON, new orders blocked") if profile.kill_switch else _("off")),
         _("Today's P/L: {pnl} (realized {r}, floating {f})").format(
@@ -386,7 +388,7 @@ def trading_view(
             used=f"{pnl.loss_pct:.2f}", limit=f"{profile.limits.max_daily_loss_pct:g}"),
     ]  # fmt: skip
     if live is not None:
-        lines.append(_("Linked live account: {login} on {server}").format(login=live.login, server=live.server))
+        lines.append(_("Linked live account: {login} on {server}").format(login=live.login, server=html.quote(live.server)))
     buttons: list[Button] = [
         (_("🟢 Kill switch off") if profile.kill_switch else _("🛑 Kill switch"),
          TradingCB(action="kill", value=0 if profile.kill_switch else 1)),
@@ -421,7 +423,7 @@ def link_password_prompt() -> str:
 
 def linked_view(account: LinkedAccount) -> View:
     return _("✅ Live account {login} on {server} linked. Switch to it in /trading when you are ready.").format(
-        login=account.login, server=account.server
+        login=account.login, server=html.quote(account.server)  # typed by the user at the link step
     ), keyboard([(_("⚙️ Trading"), TradingCB(action="home"))])
 
 
@@ -582,7 +584,7 @@ def autotrade_live_view(panel: AutoPanel, code: str) -> View:
         _("⚠️ <b>Live auto-trading</b>"),
         _("Auto orders will go to your live account {login} on {server} whenever it is the account in use in "
           "/trading: real money, without asking you each time. Your /risk limits and the kill switch still "
-          "apply.").format(login=panel.live.login, server=panel.live.server),
+          "apply.").format(login=panel.live.login, server=html.quote(panel.live.server)),
         _("Confirm a second time to allow it."),
     ])  # fmt: skip
     return text, keyboard([

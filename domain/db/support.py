@@ -26,6 +26,7 @@ from domain.db.models import (
 )
 from domain.db.repositories import _user
 from domain.errors import NotFound
+from domain.parsing import INT64_MAX, looks_numeric, parse_int
 from domain.support.feedback import Feedback, FeedbackSummary, Kind
 from domain.support.tickets import (
     Attachment,
@@ -337,8 +338,11 @@ class SqlAdminRepository:
         """By numeric id or @username (case-insensitive); with the is_blocked flag."""
         query = select(UserRow)
         text = ref.lstrip("@")
-        if ref.lstrip("-").isdigit():
-            query = query.where(UserRow.id == int(ref))
+        user_id = parse_int(ref, low=-INT64_MAX, high=INT64_MAX)
+        if user_id is not None:
+            query = query.where(UserRow.id == user_id)
+        elif looks_numeric(ref.removeprefix("-")):  # "²", or beyond any id a database holds: nobody
+            return None
         elif text:
             query = query.where(func.lower(UserRow.username) == text.lower())
         else:

@@ -12,6 +12,8 @@ from domain.audit import AuditEntry, Surface
 from domain.clock import utcnow
 from domain.db.uow import UnitOfWork
 from domain.errors import DomainError, InvalidInput, NotFound, QuotaExceeded
+from domain.parsing import INT64_MAX, looks_numeric, parse_id
+from domain.parsing import parse_duration as parse_seconds
 from domain.tiers import Quota, Tier
 from domain.trading.market import MarketHub
 from domain.trading.models import parse_number
@@ -28,15 +30,25 @@ class AlertNotFound(NotFound):
 _OPS = {">": AlertKind.ABOVE, ">=": AlertKind.ABOVE, "above": AlertKind.ABOVE,
         "<": AlertKind.BELOW, "<=": AlertKind.BELOW, "below": AlertKind.BELOW,
         "cross": AlertKind.CROSS, "x": AlertKind.CROSS}  # fmt: skip
-_DURATION = re.compile(r"^(\d+)\s*([smhd])$", re.I)
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_DURATION_S = 30 * 86400  # a move window or a repeat cooldown: up to 30 days
 
 
 def parse_duration(raw: str) -> int:
-    m = _DURATION.match(raw.strip())
-    if not m or int(m.group(1)) <= 0:
+    seconds = parse_seconds(raw, max_seconds=MAX_DURATION_S)
+    if seconds is None:
         raise AlertSyntax("duration")
-    return int(m.group(1)) * _UNITS[m.group(2).lower()]
+    return seconds
+
+
+def parse_alert_id(raw: str) -> int | None:
+    """The alert id typed after del/pause/resume (``5``, ``#5``); None when the word is no number at all,
+    AlertNotFound when it is one no alert can have ("²", beyond int64)."""
+    if not looks_numeric(raw):
+        return None
+    alert_id = parse_id(raw)
+    if alert_id is None:
+        raise AlertNotFound("alert", id=raw.strip()[:32])
+    return alert_id
 
 
 def parse_rule(text: str) -> tuple[str, AlertKind, float, float, int, int | None]:
@@ -103,6 +115,8 @@ class AlertService:
         return rule
 
     async def _owned(self, uow: UnitOfWork, user_id: int, alert_id: int) -> AlertRule:
+        if not 0 < alert_id <= INT64_MAX:  # no such row; a bigger number would overflow the query
+            raise AlertNotFound("alert", id=alert_id)
         rule = await uow.trading.alert(alert_id)
         if rule is None or rule.user_id != user_id or rule.status is AlertStatus.TRIGGERED:
             if rule is not None and rule.user_id != user_id:
@@ -141,4 +155,4 @@ class AlertService:
         return [r.threshold for r in await uow.trading.alerts(user_id) if r.symbol == symbol and r.threshold > 0]
 
 
-__all__ = ["AlertNotFound", "AlertService", "AlertSyntax", "DomainError", "parse_rule"]
+__all__ = ["AlertNotFound", "AlertService", "AlertSyntax", "DomainError", "parse_alert_id", "parse_rule"]

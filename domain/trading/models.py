@@ -9,6 +9,7 @@ from typing import Any
 
 from domain.errors import DomainError, InvalidInput
 from domain.market.models import Retcode, Side
+from domain.parsing import parse_decimal
 
 
 class AccountKind(StrEnum):
@@ -299,11 +300,8 @@ class NoQuote(DomainError):
 
 
 def parse_number(raw: str, name: str) -> float:
-    text = raw.strip().replace(",", ".")
-    try:
-        value = float(text)
-    except ValueError:
-        raise InvalidOrder("not a number", field=name) from None
-    if value != value or value in (float("inf"), float("-inf")):
+    """A finite decimal typed for ``name`` (volume, sl, tp, a limit); InvalidOrder naming the field otherwise."""
+    value = parse_decimal(raw)
+    if value is None:
         raise InvalidOrder("not a number", field=name)
     return value

@@ -44,6 +44,7 @@ from domain.market.errors import (
 )
 from domain.market.gateway import OrderRequest, TradingGateway
 from domain.market.models import Account, Deal, Position, Retcode, Side, SymbolSpec
+from domain.parsing import looks_numeric, parse_id
 from domain.tiers import Feature, Tier, TierCatalog
 from domain.trading.crypto import SecretBox
 from domain.trading.locks import AccountLocks, LocalLocks
@@ -84,6 +85,7 @@ from domain.trading.reconcile import Announce, find_fill
 log = logging.getLogger(__name__)
 
 PREVIEW_TTL = timedelta(minutes=5)
+MAX_VOLUME = 1e9  # lots: far above any symbol's maximum
 DEMO_BALANCE = 10_000.0
 # Deal history read when looking for an order, on top of the time since it was claimed (clock skew, a
 # terminal whose time is not ours).
@@ -94,6 +96,8 @@ NOT_SENT = (InvalidRequest, UnknownSymbol, NoQuotes, GatewayAuthError, AutoTradi
 
 
 def round_volume(volume: float, spec: SymbolSpec) -> float:
+    if not 0 < volume <= MAX_VOLUME:  # a bigger number overflows the step arithmetic and means nothing anyway
+        raise VolumeOutOfRange("volume", low=spec.volume_min, high=spec.volume_max, step=spec.volume_step)
     steps = math.floor(volume / spec.volume_step + 1e-9)
     decimals = max(0, -int(math.floor(math.log10(spec.volume_step)))) if spec.volume_step < 1 else 0
     return round(steps * spec.volume_step, decimals)
@@ -154,11 +158,10 @@ class TradingService:
         demo, a (login, server) another user linked (AccountTaken), a wrong password (LinkFailed),
         no free terminal (NoFreeTerminal)."""
         self.require_live(tier)
-        try:
-            login = int(login_raw.strip())
-        except ValueError:
-            raise InvalidOrder("login", field="login") from None
-        if login <= 0 or login >= 2**63 or not server.strip() or not password:
+        login = parse_id(login_raw)
+        if login is None:
+            raise InvalidOrder("login", field="login")
+        if not server.strip() or not password:
             raise InvalidOrder("credentials", field="login")
         server = server.strip()[:64]
         try:
@@ -409,14 +412,16 @@ class TradingService:
             positions = await gw.positions()
             info = await gw.account()
         target = target.strip()
-        if target.isdigit():
-            chosen = [p for p in positions if p.ticket == int(target)]
+        if looks_numeric(target):
+            ticket = parse_id(target)  # None: digits no terminal issues ("²³", beyond int64)
+            chosen = [p for p in positions if p.ticket == ticket] if ticket is not None else []
             if not chosen:
-                await uow.audit.append(
-                    AuditEntry("trade.close_refused", user_id, user_id, Surface.CHAT, {"ticket": int(target)})
-                )
-                await uow.commit()
-                raise PositionNotFound("not this account's", ticket=target)
+                if ticket is not None:
+                    await uow.audit.append(
+                        AuditEntry("trade.close_refused", user_id, user_id, Surface.CHAT, {"ticket": ticket})
+                    )
+                    await uow.commit()
+                raise PositionNotFound("not this account's", ticket=target[:32])
         elif target.lower() == "all":
             chosen = positions
         else:

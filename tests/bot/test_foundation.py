@@ -229,7 +229,7 @@ async def test_handler_exception_is_reported_and_the_bot_keeps_serving(gated: Ha
     ref = text.rsplit("ref. ", 1)[1].split(":", 1)[0]
     async with gated.app.sessionmaker() as s:
         stored = (await s.execute(select(ErrorEventRow))).scalars().all()
-    assert [(e.ref, e.context) for e in stored] == [(ref, "message:/boom")]
+    assert [(e.ref, e.context) for e in stored] == [(ref, "command:/boom")]
     assert stored[0].user_hash and "1001" not in stored[0].user_hash
     async with gated.app.sessionmaker() as s:
         assert await s.scalar(select(func.count()).select_from(AuditRow)) == audited_before  # nothing was done

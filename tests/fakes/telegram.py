@@ -5,7 +5,9 @@ exactly as it would talk to a self-hosted Bot API server. It records every call
 (method and decoded parameters), answers with well-formed results, serves
 ``getUpdates`` from a queue, and can be told to fail (429 with retry_after, 403).
 Opt-in (``FakeTelegram(flood=FloodControl())``), it enforces Telegram's flood
-limits on messages as Telegram does, answering 429 with ``retry_after``.
+limits on messages as Telegram does, answering 429 with ``retry_after``. A text
+or caption in HTML parse mode that Telegram could not parse is refused with its
+400 "can't parse entities" (``tests/fakes/telegram_html.py``) and kept in ``refused``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import aiogram.methods as methods
 from aiohttp import web
 
 from tests.fakes import serve_on_loopback
+from tests.fakes.telegram_html import entity_error
 
 BOT_ID = 7000001
 TOKEN = f"{BOT_ID}:TEST-token_for-loopback"
@@ -129,6 +132,7 @@ class FakeTelegram:
     failures: dict[str, _Failure] = field(default_factory=dict)
     url: str = ""
     flood: FloodControl | None = None  # opt-in: enforce Telegram's flood limits
+    refused: list[Call] = field(default_factory=list)  # calls Telegram would refuse: text it cannot parse
     _message_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(100))
     _runner: web.AppRunner | None = None
 
@@ -167,6 +171,9 @@ class FakeTelegram:
             return web.json_response(body, status=failure.status)
         if (flooded := self.flooded(method, params)) is not None:
             return flooded
+        if (refused := unparseable(params)) is not None:
+            self.refused.append(Call(method, params))
+            return refused
         if method.lower() == "getupdates":
             return web.json_response({"ok": True, "result": await self._next_updates(params)})
         self.calls.append(Call(method, params))
@@ -226,6 +233,18 @@ class FakeTelegram:
         if isinstance(params.get("reply_markup"), dict):
             message["reply_markup"] = params["reply_markup"]
         return message
+
+
+def unparseable(params: dict[str, Any]) -> web.Response | None:
+    """Telegram's 400 for a text or caption in HTML parse mode that breaks its entity rules."""
+    if str(params.get("parse_mode") or "").lower() != "html":
+        return None
+    for key in ("text", "caption"):
+        problem = entity_error(str(params.get(key) or ""))
+        if problem is not None:
+            body = {"ok": False, "error_code": 400, "description": f"Bad Request: can't parse entities: {problem}"}
+            return web.json_response(body, status=400)
+    return None
 
 
 async def _params(request: web.Request) -> dict[str, Any]:
