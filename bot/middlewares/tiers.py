@@ -40,8 +40,9 @@ class TierGateMiddleware(BaseMiddleware):
 
 
 def command_of(registry: Registry, update: Update) -> Command | None:
+    """The registry command an update invokes (typed, captioned or pressed): what every gate decides on."""
     if update.message is not None:
-        return registry.for_text(update.message.text)
+        return registry.for_message(update.message)
     if update.callback_query is not None:
         return registry.for_callback(update.callback_query.data)
     return None
