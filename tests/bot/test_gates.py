@@ -3,9 +3,9 @@ exactly like the typed command, and an erasure relocks trading on every replica.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 
 import pytest
 from aiogram.types import PhotoSize
@@ -67,3 +67,39 @@ async def test_a_command_in_a_photo_caption_is_gated_like_the_typed_command(fres
         assert gate.startswith(("cmp:accept:risk", "plans")), (name, _seen(typed))  # a gate answered, nothing else
         assert _seen(captioned) == _seen(typed), name
         assert _seen(await _photo(h, f"/{name}@hybrid_bot EURUSD", photo_user, lang)) == _seen(typed), name
+
+
+@pytest.mark.integration
+async def test_an_erasure_on_one_replica_relocks_trading_on_the_other(
+    pg_url: str, redis_url: str, telegram: FakeTelegram, tmp_path: object
+) -> None:
+    """Two app instances on one PostgreSQL and Redis (two bot replicas): B remembered that Ann accepted the
+    disclosure; Ann erases her data through A; B's very next trading command asks for the disclosure again."""
+    from bot.views.compliance import ComplianceCB
+
+    settings = Settings(database_url=pg_url, redis_url=redis_url, data_dir=tmp_path, secret_key="test-secret")
+    a, b = await build_harness(settings, telegram), await build_harness(settings, telegram)
+    syncs = [h.app.user_sync for h in (a, b)]
+    assert all(s is not None for s in syncs)
+    tasks = [asyncio.create_task(s.run()) for s in syncs]  # type: ignore[union-attr]
+    try:
+        await asyncio.wait_for(asyncio.gather(*(s.subscribed.wait() for s in syncs)), 10)  # type: ignore[union-attr]
+        await a.send("/start")  # Ann accepted the disclosure (the harness onboards her)
+        assert "Balance" in (await b.send("/balance"))[0].text  # B remembers the acceptance
+        a.onboarded = b.onboarded = False
+        erased = await a.press(ComplianceCB(action="erase").pack())
+        assert any("deleted" in c.text.lower() for c in erased)
+        await a.app.user_sync.published()  # type: ignore[union-attr]
+        for _ in range(250):  # the notice crosses Redis
+            if b.app.user_sync.dropped:  # type: ignore[union-attr]
+                break
+            await asyncio.sleep(0.02)
+        again = await b.send("/balance")
+        assert len(again) == 1 and "Please read before trading" in again[0].text
+        assert again[0].buttons == [("✅ I accept", "cmp:accept:risk")]
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await a.close()
+        await b.close()
