@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
-from zoneinfo import ZoneInfo
 
 from domain.audit import AuditEntry, Surface
 from domain.billing.model import (
@@ -49,6 +48,7 @@ from domain.billing.model import (
 from domain.billing.stripe import StripeGateway, StripeSubscription
 from domain.clock import Clock, utcnow
 from domain.errors import Forbidden
+from domain.quotas import ai_day, ai_day_start
 from domain.tiers import FREE, Quota, TierCatalog
 from domain.users import User, UserService
 
@@ -628,10 +628,9 @@ class BillingService:
                 if user is None:
                     continue
                 quota = self._tiers.get(user.effective_tier(now)).quota(Quota.AI_PER_DAY)
-                zone = ZoneInfo(user.timezone)
-                since = (now - OVERAGE_LOOKBACK).astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0)
+                since = ai_day_start(now - OVERAGE_LOOKBACK)  # the quota's own days (domain/quotas.py)
                 events = await uow.billing.unreported_usage(user_id, Quota.AI_PER_DAY.value, since)
-            for event_id, at, value in _overage(events, quota, zone):
+            for event_id, at, value in _overage(events, quota):
                 await self.stripe.meter_event(
                     event_name=METER_EVENT, customer=customer, value=value, identifier=event_id, at=at
                 )
@@ -702,14 +701,13 @@ class BillingService:
         return _Payload(parts[0], parts[1], int(parts[2]), int(parts[3]))
 
 
-def _overage(
-    events: list[tuple[str, datetime, int, bool]], quota: int, zone: ZoneInfo
-) -> list[tuple[str, datetime, int]]:
-    """Per local day, the part of each event beyond the quota that is not reported yet."""
+def _overage(events: list[tuple[str, datetime, int, bool]], quota: int) -> list[tuple[str, datetime, int]]:
+    """Per quota day (the UTC day the quota itself counts), the part of each event beyond the quota that is
+    not reported yet."""
     used: dict[object, int] = {}
     out: list[tuple[str, datetime, int]] = []
     for event_id, at, quantity, reported in events:
-        day = at.astimezone(zone).date()
+        day = ai_day(at)
         before = used.get(day, 0)
         used[day] = before + quantity
         over = min(quantity, used[day] - max(quota, before))
