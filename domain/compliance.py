@@ -89,17 +89,19 @@ class ComplianceService:
         self._clock = clock
         self._surface = surface
         self._unlocked: dict[int, str] = {}  # user -> the risk disclosure version known to be accepted
+        self._drops = 0  # bumped by every forget: an answer read before a drop is not remembered after it
         # told the id of each user whose consents changed (the app publishes it to every process, whose
         # caches then drop it: see :meth:`forget`)
         self.on_change: list[Callable[[int], None]] = []
 
     async def status(self, uow: ComplianceUnit, user_id: int) -> ConsentStatus:
+        drops = self._drops
         consents = await uow.consents.accepted(user_id)
         latest: dict[Document, Consent] = {}
         for consent in sorted(consents, key=lambda c: c.accepted_at):
             latest[consent.document] = consent
         status = ConsentStatus(latest)
-        if status.trading_unlocked:
+        if status.trading_unlocked and drops == self._drops:  # no erasure landed while we read
             self._unlocked[user_id] = CURRENT[Document.RISK]
         return status
 
@@ -164,6 +166,7 @@ class ComplianceService:
 
     def forget(self, user_id: int | None = None) -> None:
         """Drop what this process remembers of a user's consents (None: everyone's); the next check reads them."""
+        self._drops += 1
         if user_id is None:
             self._unlocked.clear()
         else:
