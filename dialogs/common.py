@@ -15,7 +15,7 @@ from aiogram_dialog import Dialog, DialogManager, ShowMode, Window
 from aiogram_dialog.api.exceptions import OutdatedIntent, UnknownIntent, UnknownState
 from aiogram_dialog.utils import CB_SEP, remove_intent_id
 from aiogram_dialog.widgets.common import WhenCondition
-from aiogram_dialog.widgets.kbd import Cancel, SwitchTo
+from aiogram_dialog.widgets.kbd import Cancel, ScrollingGroup, SwitchTo
 from aiogram_dialog.widgets.text import Text
 
 from bot.middlewares.common import notify
@@ -112,17 +112,41 @@ class DialogGuard:
     async def refusal(self, dialog: Dialog, query: CallbackQuery, manager: DialogManager) -> View | None:
         data = manager.middleware_data
         _intent, widget_data = remove_intent_id(query.data or "")
-        for needs in self.needs(dialog, manager.current_context().state, widget_data):
+        state = manager.current_context().state
+        if malformed(dialog, state, widget_data):
+            return outdated_view()
+        for needs in self.needs(dialog, state, widget_data):
             refusal = await _refusal(needs, data)
             if refusal is not None:
                 return refusal
         return None
 
 
+PAGE_DIGITS = 6  # a page number of a ScrollingGroup: more digits than any list of ours has pages
+
+
+def malformed(dialog: Dialog, state: State | str, data: str) -> bool:
+    """Widget data no button of ours carries: a page of a scrolling group that is not a small number
+    (aiogram-dialog would fail parsing it). Select items are checked by their own handlers."""
+    widget_id, sep, item = data.partition(":")
+    window = dialog.windows.get(state.state if isinstance(state, State) else state)  # type: ignore[call-overload]
+    widget = window.find(widget_id) if window is not None else None
+    return bool(sep) and isinstance(widget, ScrollingGroup) and not small_id(item, PAGE_DIGITS)
+
+
+def small_id(text: str, digits: int = 18) -> bool:
+    """A non-negative integer in plain ASCII digits, short enough for a BIGINT (``isdigit`` alone takes '²')."""
+    return 0 < len(text) <= digits and text.isascii() and text.isdigit()
+
+
+def outdated_view() -> View:
+    return _("This button is out of date. Open a fresh one with /analytics."), None
+
+
 async def _refusal(needs: Needs, data: dict[str, Any]) -> View | None:
     user, tier, tiers = data.get("user"), data.get("tier"), data["tiers"]
     if user is None or tier is None:  # no profile behind the press (it cannot happen through the middlewares)
-        return _("This button is out of date. Open a fresh one with /analytics."), None
+        return outdated_view()
     if needs.feature is not None and not tier.has(needs.feature):
         return feature_locked_view(needs.feature, tiers.required_for(min_tier=None, feature=needs.feature))
     if needs.command is not None:

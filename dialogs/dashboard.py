@@ -55,7 +55,7 @@ from bot.views.analytics import (
     watchlist_text,
 )
 from bot.views.trading import close_preview_view, execution_view
-from dialogs.common import ButtonDialog, DialogGuard, Label, Needs, dep
+from dialogs.common import ButtonDialog, DialogGuard, Label, Needs, dep, small_id
 from dialogs.states import Dashboard
 from domain.agents.service import AiQuotaExceeded
 from domain.errors import DomainError
@@ -219,7 +219,7 @@ async def on_refresh(query: CallbackQuery, button: Button, manager: DialogManage
 
 async def on_pick_position(query: CallbackQuery, widget: Any, manager: DialogManager, item_id: str) -> None:
     user, tier, trading = dep(manager, "user"), dep(manager, "tier"), dep(manager, "trading")
-    if not item_id.isdigit():
+    if not small_id(item_id):  # not a ticket any row of ours carries: re-show the list
         return
     try:
         preview = await trading.preview_close(dep(manager, "uow"), user.id, tier, item_id, None)
@@ -249,7 +249,7 @@ async def on_cancel_close(query: CallbackQuery, button: Button, manager: DialogM
 
 
 async def on_pick_alert(query: CallbackQuery, widget: Any, manager: DialogManager, item_id: str) -> None:
-    if not item_id.isdigit():
+    if not small_id(item_id):
         return
     user, alerts = dep(manager, "user"), dep(manager, "alerts")
     rules = {r.id: r for r in await alerts.list(dep(manager, "uow"), user.id)}

@@ -139,3 +139,30 @@ async def test_consensus_panels_count_against_the_ai_quota(harness: Harness, clo
     assert f"You've used all {limit} AI analyses for today" in shown(spent).text
     assert "renews at 00:00" in shown(spent).text and "weight" not in shown(spent).text
     assert await ai_used(harness) == limit
+
+
+async def test_malformed_dialog_data_gets_a_clear_answer_and_changes_nothing(
+    harness: Harness, clock: ManualClock
+) -> None:
+    await set_tier(harness, ANN, "pro")
+    await trade(harness, "/trade buy EURUSD 1")
+    await harness.send("/alerts add EURUSD > 1.5")
+    main = await harness.send("/analytics")
+    dialog = intent(main)
+    for window, junk in (("portfolio", ["pos:²", "pos:99999999999999999999", "pos:-1", "pos:", "pos_pages:x",
+                                         "pos_pages:²", "pos_pages:9999999999"]),
+                         ("alerts", ["alert:²", "alert:99999999999999999999", "alert_pages:<b>"])):  # fmt: skip
+        await harness.press(f"{dialog}{SEP}back", message_id=100)
+        opened = await harness.press(f"{dialog}{SEP}{window}", message_id=100)
+        assert shown(opened).method == "editMessageText" and ("Alerts" in shown(opened).text) == (window == "alerts")
+        for data in junk:
+            calls = await harness.press(f"{dialog}{SEP}{data}", message_id=100)
+            texts = " ".join(c.text for c in calls)
+            assert "BUG-" not in texts and "Something went wrong" not in texts, (data, texts)
+            assert "99999999999999999999" not in texts, data  # never echoed back
+            assert not any("Close positions?" in c.text or "Delete alert" in c.text for c in calls), data
+    ru = await harness.press(f"{dialog}{SEP}alert_pages:x", lang="ru", message_id=100)
+    assert "/analytics" in refused(ru)[0] and "out of date" not in refused(ru)[0]
+    assert len(await positions(harness)) == 1
+    async with UnitOfWork(harness.app.sessionmaker) as uow:
+        assert [r.id for r in await uow.trading.alerts(ANN)] == [1]
