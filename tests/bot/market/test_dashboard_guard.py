@@ -16,7 +16,7 @@ from domain.market.clock import ManualClock
 from domain.metering import UsageKind
 from domain.tiers import Quota
 from tests.bot.market.test_analytics import ANN, set_tier, trade
-from tests.bot.market.test_dashboard import button, positions, shown
+from tests.bot.market.test_dashboard import _edits, button, positions, shown
 from tests.fakes.telegram import Call
 from tests.harness import Harness
 
@@ -166,3 +166,18 @@ async def test_malformed_dialog_data_gets_a_clear_answer_and_changes_nothing(
     assert len(await positions(harness)) == 1
     async with UnitOfWork(harness.app.sessionmaker) as uow:
         assert [r.id for r in await uow.trading.alerts(ANN)] == [1]
+
+
+async def test_a_workers_re_render_of_a_consensus_panel_costs_nothing(harness: Harness, clock: ManualClock) -> None:
+    await set_tier(harness, ANN, "pro")
+    await watch(harness, "EURUSD")
+    watchlist = await harness.press(button(await harness.send("/analytics"), "👀 Watchlist"), message_id=100)
+    assert await ai_used(harness) == 1
+    refresher = harness.app.dashboards
+    await refresher.check(harness.bot)  # the fingerprint
+    await trade(harness, "/trade buy EURUSD 1")  # a position opens: the open dashboard is re-rendered
+    before = len(harness.telegram.calls)
+    assert await refresher.check(harness.bot) == 1
+    edits = await _edits(harness, before)
+    assert edits and edits[-1].text == shown(watchlist).text  # the panel as the user last had it rendered
+    assert await ai_used(harness) == 1
