@@ -331,7 +331,7 @@ def _list_window(state: State, getter: Any, items: str, item_id: str, on_click: 
 # thing (its plan feature and, for trading, the risk disclosure).
 GUARD = DialogGuard(
     windows={
-        Dashboard.watchlist: Needs(feature=Feature.DASHBOARDS),
+        Dashboard.watchlist: Needs(command="ai", feature=Feature.DASHBOARDS),  # the consensus, like /ai
         Dashboard.agents: Needs(feature=Feature.DASHBOARDS),
         Dashboard.close_confirm: Needs(command="close"),
         Dashboard.alert_confirm: Needs(command="alerts"),

@@ -107,7 +107,9 @@ async def test_dashboard_trading_actions_need_the_current_disclosure(
     assert f"{SEP}pos:{ticket}" in button(portfolio, "✖️ Close #")  # the row is shown: viewing is allowed
     async with UnitOfWork(harness.app.sessionmaker) as uow:
         kill_before = (await uow.trading.profile(ANN)).kill_switch
-    for forged in (f"pos:{ticket}", "close_yes", "alert:1", "alert_yes", "kill"):
+    for forged in (f"pos:{ticket}", "close_yes", "alert:1", "alert_yes", "kill", "watchlist"):
+        if forged == "watchlist":  # the watchlist's consensus is an AI analysis, behind the disclosure like /ai
+            await harness.press(f"{dialog}{SEP}back", message_id=100)
         text, messages = refused(await harness.press(f"{dialog}{SEP}{forged}", message_id=100))
         assert "Please read before trading" in text, (forged, text)
         assert messages and messages[0].buttons == [("✅ I accept", "cmp:accept:risk")]
@@ -115,9 +117,10 @@ async def test_dashboard_trading_actions_need_the_current_disclosure(
     async with UnitOfWork(harness.app.sessionmaker) as uow:
         assert [r.id for r in await uow.trading.alerts(ANN)] == [1]
         assert (await uow.trading.profile(ANN)).kill_switch == kill_before
-    es = await harness.press(f"{dialog}{SEP}kill", lang="es", message_id=100)
+    es = await harness.press(f"{dialog}{SEP}watchlist", lang="es", message_id=100)
     assert "Lee esto antes de operar" in refused(es)[0]  # answered in the user's language
     await harness.press("cmp:accept:risk")  # accepting the new version unlocks the same buttons
+    await harness.press(f"{dialog}{SEP}portfolio", message_id=100)
     ask = await harness.press(f"{dialog}{SEP}pos:{ticket}", message_id=100)
     assert "Close positions?" in shown(ask).text
 
