@@ -258,19 +258,23 @@ class SqlBillingRepository:
         )
         return bool(result.rowcount)
 
-    async def referral_counts(self, referrer_id: int) -> tuple[int, int, int]:
-        """(invited, converted, reward days) for one referrer; a revoked reward converted nobody."""
+    async def referral_counts(self, referrer_id: int) -> tuple[int, int, int, int]:
+        """(invited, converted, reward days, refunded) for one referrer: a reward whose payment was refunded
+        (revoked) converted nobody and can never be earned again."""
         invited = await self._s.scalar(
             select(func.count()).select_from(UserRow).where(UserRow.referred_by == referrer_id)
         )
-        converted, days = (
+        live = ReferralRewardRow.revoked_at.is_(None)
+        converted, days, refunded = (
             await self._s.execute(
-                select(func.count(), func.coalesce(func.sum(ReferralRewardRow.days), 0)).where(
-                    ReferralRewardRow.referrer_id == referrer_id, ReferralRewardRow.revoked_at.is_(None)
-                )
+                select(
+                    func.count().filter(live),
+                    func.coalesce(func.sum(ReferralRewardRow.days).filter(live), 0),
+                    func.count().filter(ReferralRewardRow.revoked_at.is_not(None)),
+                ).where(ReferralRewardRow.referrer_id == referrer_id)
             )
         ).one()
-        return int(invited or 0), int(converted or 0), int(days or 0)
+        return int(invited or 0), int(converted or 0), int(days or 0), int(refunded or 0)
 
     # --- credits ---
 

@@ -102,8 +102,12 @@ async def test_a_staff_stars_refund_takes_the_reward_back_once_and_tells_the_ref
     again = await _pay_stars(bh, 2, "ch_a2")
     assert _to(again, REFERRER) == []
     assert await _referral_end(bh) == (status, end)
+    stats = (await bh.send("/referral", user=REFERRER, lang="ru"))[-1].text
     async with UnitOfWork(bh.app.sessionmaker) as uow:  # what /referral shows: the revoked reward left out
-        assert await uow.billing.referral_counts(REFERRER) == (2, 1, REWARD_DAYS)
+        assert await uow.billing.referral_counts(REFERRER) == (2, 1, REWARD_DAYS, 1)
+        shown = await bh.app.dispatcher["referrals"].stats(uow, await uow.users.get(REFERRER))
+    assert (shown.converted, shown.reward_days, shown.pending) == (1, REWARD_DAYS, 0)
+    assert f"{REWARD_DAYS}" in stats
 
     # the second refund ends the referral plan: the referrer is back on Free
     last = _to(await bh.send("/refund ch_b", user=STAFF), REFERRER)
