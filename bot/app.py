@@ -205,6 +205,10 @@ async def create_app(
     meter = Meter(SqlUsageStore(sessionmaker))
     health = HealthService(_probes(engine, redis))
     app = App(settings, engine, sessionmaker, redis, storage, i18n, tiers, registry, users, meter, health)
+    # The disclosure gate's cache goes with the profile (here and, through user_sync, in every process);
+    # a consent change (an erasure above all) is published like a profile change.
+    users.on_drop.append(app.compliance.forget)
+    app.compliance.on_change.append(users.forget)
     app.user_sync = UserCacheSync(redis, users) if redis is not None else None
     app.billing = BillingService(
         tiers, users, settings.secret(), unit=lambda: UnitOfWork(sessionmaker), stripe=_stripe(settings)

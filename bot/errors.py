@@ -217,8 +217,8 @@ _MESSAGES: dict[str, str] = {
     "BIL-NO-PLAN": N_("That plan isn't on sale. /premium shows the plans."),
     "BIL-PROVIDER": N_("The payment provider didn't answer. Nothing was charged; please try again shortly."),
     # AI agents (issue 4)
-    "AI-QUOTA": N_("You've used all {limit} AI analyses for today. They renew at midnight in your time zone; "
-                   "/premium shows plans with more."),
+    "AI-QUOTA": N_("You've used all {limit} AI analyses for today. They renew at {renews} your time (midnight "
+                   "UTC); /premium shows plans with more."),
     "AI-WATCHLIST-FULL": N_("Your watchlist is full ({limit} symbols). Unfollow one in /signals, or get room for "
                             "more with /premium."),
     "AI-BAD-PAGE": N_("That page doesn't exist. /signals shows the latest."),

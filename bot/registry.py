@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from aiogram import Router
+from aiogram.types import Message
 
 from bot.i18n import N_
 from domain.tiers import Feature, Tier, TierCatalog
@@ -33,6 +34,11 @@ CATEGORY_TITLES: dict[Category, str] = {
 }
 
 MENU_PREFIX = "menu"
+
+
+def command_text(message: Message) -> str | None:
+    """Where a message's command is: its text, else its caption (a photo or document sent with '/balance')."""
+    return message.text or message.caption
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,11 +90,20 @@ class Registry:
         return self._by_name.get(name)
 
     def for_text(self, text: str | None) -> Command | None:
-        """The command a message invokes: '/name', '/name@bot args' (case-insensitive)."""
-        if not text or text[0] != "/":
+        """The command a text invokes: '/name', '/name@bot args' (case-insensitive).
+
+        Parsed as aiogram's ``Command`` filter parses it (first whitespace-separated word, mention after
+        '@'), so whatever a router's filter would take, the gates see too. Matching more (any mention,
+        any case) only gates more.
+        """
+        words = (text or "").split(maxsplit=1)
+        if not words or not words[0].startswith("/"):
             return None
-        name = text[1:].split(maxsplit=1)[0].split("@", 1)[0].lower() if len(text) > 1 else ""
-        return self._by_name.get(name)
+        return self._by_name.get(words[0][1:].partition("@")[0].lower())
+
+    def for_message(self, message: Message) -> Command | None:
+        """The command a message invokes from its text or, as aiogram's ``Command`` filter reads it, its caption."""
+        return self.for_text(command_text(message))
 
     def for_callback(self, data: str | None) -> Command | None:
         if not data:

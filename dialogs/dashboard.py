@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiogram.fsm.state import State
 from aiogram.types import CallbackQuery
 from aiogram_dialog import DialogManager, ShowMode, Window
+from aiogram_dialog.api.entities import DialogUpdateEvent
 from aiogram_dialog.widgets.kbd import (
     Button,
     Cancel,
@@ -34,6 +36,7 @@ from aiogram_dialog.widgets.text import Const, Format
 from bot.i18n import N_
 from bot.views.analytics import (
     agents_text,
+    ai_used_up_text,
     alert_button,
     alert_deleted_text,
     alerts_text,
@@ -46,13 +49,15 @@ from bot.views.analytics import (
     notify_button,
     portfolio_text,
     position_gone_text,
+    refresh_hint_text,
     settings_text,
     unavailable_text,
     watchlist_text,
 )
 from bot.views.trading import close_preview_view, execution_view
-from dialogs.common import ButtonDialog, Label, dep
+from dialogs.common import ButtonDialog, DialogGuard, Label, Needs, dep
 from dialogs.states import Dashboard
+from domain.agents.service import AiQuotaExceeded
 from domain.errors import DomainError
 from domain.market.models import Timeframe
 from domain.parsing import parse_id
@@ -65,6 +70,8 @@ log = logging.getLogger(__name__)
 PAGE = 5  # rows per page of positions and alerts
 WATCH_PAGE = 6  # symbols per watchlist page (each one is a consensus computation)
 TF = Timeframe.H1
+
+Consensus = Callable[[], Awaitable[tuple[str, bool]]]  # a panel's text, and whether anything was analysed
 
 
 # ---- getters ----------------------------------------------------------------------------------------
@@ -121,23 +128,53 @@ async def get_alert_confirm(dialog_manager: DialogManager, **data: Any) -> dict[
     return {"text": dialog_manager.dialog_data.get("confirm_text", "")}
 
 
+async def _metered(manager: DialogManager, data: dict[str, Any], key: str, compute: Consensus) -> str:
+    """A panel computing the agents' consensus costs one AI analysis of the daily quota each time the user
+    has it rendered (open, refresh, page), like /ai; a worker's re-render shows the last result again."""
+    if isinstance(manager.event, DialogUpdateEvent):
+        return str(manager.dialog_data.get(key) or refresh_hint_text())
+    user, tier, agents = data["user"], data["tier"], data["agents"]
+    try:
+        claim = await agents.claim(user, tier)
+    except AiQuotaExceeded:
+        return ai_used_up_text(tier.quota(Quota.AI_PER_DAY), agents.quotas.renews_at(), user.timezone)
+    try:
+        text, computed = await compute()
+    except BaseException:
+        await agents.meter.refund(claim)
+        raise
+    if not computed:  # the market was unreachable for every symbol: nothing was analysed
+        await agents.meter.refund(claim)
+    manager.dialog_data[key] = text
+    return text
+
+
 async def get_watchlist(dialog_manager: DialogManager, **data: Any) -> dict[str, Any]:
-    user, tier, uow, agents = data["user"], data["tier"], data["uow"], data.get("agents")
-    symbols = await uow.agents.subscriptions(user.id) if agents is not None else []
+    tier, uow, agents = data["tier"], data["uow"], data.get("agents")
+    symbols = await uow.agents.subscriptions(data["user"].id) if agents is not None else []
     pages = max((len(symbols) + WATCH_PAGE - 1) // WATCH_PAGE, 1)
     page = min(max(int(dialog_manager.dialog_data.get("wpage", 0)), 0), pages - 1)
-    rows: list[tuple[str, str, float]] = []
-    failed = False
-    for symbol in symbols[page * WATCH_PAGE : (page + 1) * WATCH_PAGE]:
-        try:
-            decision = await agents.consensus(uow, symbol, TF)
-        except DomainError:
-            failed = True
-            continue
-        rows.append((symbol, decision.direction.value, float(decision.confidence)))
-    text = watchlist_text(rows, tier.quota(Quota.WATCHLIST))
-    if failed:
-        text += "\n" + unavailable_text()
+    shown = symbols[page * WATCH_PAGE : (page + 1) * WATCH_PAGE]
+
+    async def compute() -> tuple[str, bool]:
+        rows: list[tuple[str, str, float]] = []
+        failed = False
+        for symbol in shown:
+            try:
+                decision = await agents.consensus(uow, symbol, TF)
+            except DomainError:
+                failed = True
+                continue
+            rows.append((symbol, decision.direction.value, float(decision.confidence)))
+        text = watchlist_text(rows, tier.quota(Quota.WATCHLIST))
+        if failed:
+            text += "\n" + unavailable_text()
+        return text, bool(rows)
+
+    if shown:
+        text = await _metered(dialog_manager, data, f"watchlist:{page}", compute)
+    else:
+        text = watchlist_text([], tier.quota(Quota.WATCHLIST))
     if pages > 1:
         text += f"\n{page + 1}/{pages}"
     return {"text": text, "has_prev": page > 0, "has_next": page < pages - 1}
@@ -146,16 +183,19 @@ async def get_watchlist(dialog_manager: DialogManager, **data: Any) -> dict[str,
 async def get_agents(dialog_manager: DialogManager, **data: Any) -> dict[str, Any]:
     user, uow, agents = data["user"], data["uow"], data.get("agents")
     symbols = await uow.agents.subscriptions(user.id) if agents is not None else []
-    rows: list[tuple[str, float, float]] = []
     symbol = symbols[0] if symbols else None
-    text_extra = ""
-    if symbol is not None:
+    if symbol is None:
+        return {"text": agents_text([], None)}
+
+    async def compute() -> tuple[str, bool]:
         try:
             decision = await agents.consensus(uow, symbol, TF)
-            rows = [(v.vote.agent, float(v.weight), float(v.hit_rate)) for v in decision.votes]
         except DomainError:
-            text_extra = "\n" + unavailable_text()
-    return {"text": agents_text(rows, symbol) + text_extra}
+            return agents_text([], symbol) + "\n" + unavailable_text(), False
+        rows = [(v.vote.agent, float(v.weight), float(v.hit_rate)) for v in decision.votes]
+        return agents_text(rows, symbol), True
+
+    return {"text": await _metered(dialog_manager, data, "agents", compute)}
 
 
 async def get_settings(dialog_manager: DialogManager, **data: Any) -> dict[str, Any]:
@@ -289,6 +329,27 @@ def _list_window(state: State, getter: Any, items: str, item_id: str, on_click: 
     )
 
 
+# What each window and action needs beyond opening /analytics, checked on every press (dialogs/common.py):
+# the premium panels need the DASHBOARDS feature; an action is gated like the command that does the same
+# thing (its plan feature and, for trading, the risk disclosure).
+GUARD = DialogGuard(
+    windows={
+        Dashboard.watchlist: Needs(command="ai", feature=Feature.DASHBOARDS),  # the consensus, like /ai
+        Dashboard.agents: Needs(feature=Feature.DASHBOARDS),
+        Dashboard.close_confirm: Needs(command="close"),
+        Dashboard.alert_confirm: Needs(command="alerts"),
+    },
+    widgets={
+        "pos": Needs(command="close"),  # a position row: preview its closing
+        "close_yes": Needs(command="close"),
+        "alert": Needs(command="alerts"),  # an alert row: ask to delete it
+        "alert_yes": Needs(command="alerts"),
+        "kill": Needs(command="trading"),  # the kill switch of /trading
+        "notify": Needs(command="config"),
+    },
+)
+
+
 def dashboard_dialog() -> ButtonDialog:
     return ButtonDialog(
         Window(
@@ -368,4 +429,5 @@ def dashboard_dialog() -> ButtonDialog:
             state=Dashboard.locked,
             getter=get_locked,
         ),
+        guard=GUARD,
     )

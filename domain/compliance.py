@@ -13,6 +13,7 @@ trading data, usage) is deleted or blanked, and the profile starts fresh.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -87,21 +88,26 @@ class ComplianceService:
     def __init__(self, clock: Clock = utcnow, surface: Surface = Surface.CHAT) -> None:
         self._clock = clock
         self._surface = surface
-        self._unlocked: set[tuple[int, str]] = set()  # (user, risk version) known to be accepted
+        self._unlocked: dict[int, str] = {}  # user -> the risk disclosure version known to be accepted
+        self._drops = 0  # bumped by every forget: an answer read before a drop is not remembered after it
+        # told the id of each user whose consents changed (the app publishes it to every process, whose
+        # caches then drop it: see :meth:`forget`)
+        self.on_change: list[Callable[[int], None]] = []
 
     async def status(self, uow: ComplianceUnit, user_id: int) -> ConsentStatus:
+        drops = self._drops
         consents = await uow.consents.accepted(user_id)
         latest: dict[Document, Consent] = {}
         for consent in sorted(consents, key=lambda c: c.accepted_at):
             latest[consent.document] = consent
         status = ConsentStatus(latest)
-        if status.trading_unlocked:
-            self._unlocked.add((user_id, CURRENT[Document.RISK]))
+        if status.trading_unlocked and drops == self._drops:  # no erasure landed while we read
+            self._unlocked[user_id] = CURRENT[Document.RISK]
         return status
 
     async def trading_unlocked(self, uow: ComplianceUnit, user_id: int) -> bool:
         """The gate's check: a positive answer is remembered, so accepted users cost no query."""
-        if (user_id, CURRENT[Document.RISK]) in self._unlocked:
+        if self._unlocked.get(user_id) == CURRENT[Document.RISK]:
             return True
         return (await self.status(uow, user_id)).trading_unlocked
 
@@ -112,13 +118,14 @@ class ComplianceService:
             raise InvalidInput("unknown document", value=document[:16]) from None
         await self._record(uow, user.id, [doc])
         await uow.commit()
+        self._changed(user.id)
         return await self.status(uow, user.id)
 
     async def accept_all(self, uow: ComplianceUnit, user_id: int) -> None:
         """Record acceptance of every current document (pre-onboarded test users; no audit entries)."""
         await self._record(uow, user_id, list(Document), audited=False)
         await uow.commit()
-        self._unlocked.add((user_id, CURRENT[Document.RISK]))
+        self._unlocked[user_id] = CURRENT[Document.RISK]
 
     async def _record(
         self, uow: ComplianceUnit, user_id: int, documents: list[Document], *, audited: bool = True
@@ -153,8 +160,21 @@ class ComplianceService:
             )
         )
         await uow.commit()
-        self._unlocked.discard((user.id, CURRENT[Document.RISK]))
+        self.forget(user.id)
+        self._changed(user.id)
         return erasure
+
+    def forget(self, user_id: int | None = None) -> None:
+        """Drop what this process remembers of a user's consents (None: everyone's); the next check reads them."""
+        self._drops += 1
+        if user_id is None:
+            self._unlocked.clear()
+        else:
+            self._unlocked.pop(user_id, None)
+
+    def _changed(self, user_id: int) -> None:
+        for listener in self.on_change:
+            listener(user_id)
 
     async def activity(self, uow: ComplianceUnit, user: User, limit: int = AUDIT_TRAIL) -> list[AuditEntry]:
         return await uow.audit.for_user(user.id, limit)

@@ -60,17 +60,17 @@ class Claim:
 class Meter:
     def __init__(self, store: UsageStore, clock: Clock = utcnow) -> None:
         self._store = store
-        self._clock = clock
+        self.clock = clock  # when a use happens (the quota windows read the same clock)
         self._buffer: list[UsageEvent] = []
         self._lock = asyncio.Lock()
         self._claims = asyncio.Lock()  # one process's claims take turns (SQLite has no row locks)
 
     def record(self, user_id: int, kind: UsageKind, name: str, quantity: int = 1) -> None:
-        self._buffer.append(UsageEvent(uuid.uuid4().hex, user_id, kind, name, quantity, self._clock()))
+        self._buffer.append(UsageEvent(uuid.uuid4().hex, user_id, kind, name, quantity, self.clock()))
 
     async def claim(self, user_id: int, kind: UsageKind, name: str, since: datetime, limit: int) -> Claim | None:
         """Record one use unless ``limit`` uses since ``since`` are already recorded; None when used up."""
-        event = UsageEvent(uuid.uuid4().hex, user_id, kind, name, 1, self._clock())
+        event = UsageEvent(uuid.uuid4().hex, user_id, kind, name, 1, self.clock())
         async with self._claims:
             used = await self._store.claim(event, since, limit)
         return None if used is None else Claim(event.id, used)
@@ -99,7 +99,7 @@ class Meter:
 
     async def totals(self, user_id: int, since: datetime, until: datetime | None = None) -> Counter[tuple[str, str]]:
         """(kind, name) -> quantity for one user over [since, until), or [since, now] by default."""
-        end = until if until is not None else self._clock() + timedelta(microseconds=1)
+        end = until if until is not None else self.clock() + timedelta(microseconds=1)
         async with self._lock:  # never between a batch's commit and its removal from the buffer
             counts: Counter[tuple[str, str]] = Counter(await self._store.totals(user_id, since, end))
             for event in self._buffer:

@@ -2,7 +2,7 @@
 
 First touch only: a user is attributed once, on the update that created them,
 never to themselves. Rewards are granted by billing on the referee's first
-payment.
+payment, and taken back when that payment is refunded.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def referral_code(payload: str | None) -> str | None:
 
 
 class RewardCounts(Protocol):
-    async def referral_counts(self, referrer_id: int) -> tuple[int, int, int]: ...
+    async def referral_counts(self, referrer_id: int) -> tuple[int, int, int, int]: ...
 
 
 class StatsUnit(Protocol):
@@ -60,6 +60,7 @@ class ReferralService:
         return updated
 
     async def stats(self, uow: StatsUnit, user: User) -> ReferralStats:
-        """Who this user brought: invited, converted (paid at least once), reward days earned, still pending."""
-        invited, converted, days = await uow.billing.referral_counts(user.id)
-        return ReferralStats(user.referral_code, invited, converted, days, max(0, invited - converted))
+        """Who this user brought: invited, converted (paid at least once, not refunded), reward days earned,
+        still pending (a refunded referee is not: their reward is never earned again)."""
+        invited, converted, days, refunded = await uow.billing.referral_counts(user.id)
+        return ReferralStats(user.referral_code, invited, converted, days, max(0, invited - converted - refunded))

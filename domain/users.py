@@ -174,6 +174,9 @@ class UserService:
         self._clock = clock
         self._cache = _ProfileCache()
         self.on_change: list[Callable[[int], None]] = []  # told the id of each user written here
+        # told each user id (None: everyone) whose cached state must go, here or in another process: caches
+        # kept beside the profile (the disclosure gate's) drop with it
+        self.on_drop: list[Callable[[int | None], None]] = []
 
     async def seen(self, uow: UsersUnit, profile: Profile) -> Seen:
         """The user behind an update: created on first contact; last-seen kept fresh cheaply."""
@@ -237,6 +240,7 @@ class UserService:
     def forget(self, user_id: int) -> None:
         """Drop a cached profile after a change made elsewhere (billing, staff)."""
         self._cache.drop(user_id)
+        self._dropped(user_id)
         self._changed(user_id)
 
     def drop_cached(self, user_id: int | None = None) -> None:
@@ -245,6 +249,11 @@ class UserService:
             self._cache.clear()
         else:
             self._cache.drop(user_id)
+        self._dropped(user_id)
+
+    def _dropped(self, user_id: int | None) -> None:
+        for listener in self.on_drop:
+            listener(user_id)
 
     def _changed(self, user_id: int) -> None:
         for listener in self.on_change:

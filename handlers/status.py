@@ -28,6 +28,8 @@ def make_router() -> Router:
     ) -> None:
         probes = await health.check()
         figures = await ops.figures() if ops is not None else None  # the same figures as /metrics
-        await show(event, status_view(probes, health.uptime, __version__, tier, await quotas.usage(user), figures))
+        used = await quotas.usage(user)
+        await show(event, status_view(probes, health.uptime, __version__, tier, used, figures,
+                                      renews_at=quotas.renews_at(), tz=user.timezone))  # fmt: skip
 
     return router

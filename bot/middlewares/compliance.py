@@ -16,8 +16,9 @@ from aiogram.types import TelegramObject, Update
 
 from bot.middlewares.common import interactive, notify
 from bot.registry import Category, Command
+from bot.views import View
 from bot.views.compliance import disclosure_gate
-from domain.compliance import ComplianceService
+from domain.compliance import ComplianceService, ComplianceUnit
 from domain.users import User
 
 
@@ -34,11 +35,25 @@ class ComplianceGateMiddleware(BaseMiddleware):
         assert isinstance(event, Update)
         command: Command | None = data.get("command")
         user: User | None = data.get("user")
-        if command is None or command.category != Category.TRADING or user is None:
-            return await handler(event, data)
         target = interactive(event)
-        if target is None or await self._compliance.trading_unlocked(data["uow"], user.id):
+        if command is None or user is None or target is None:
             return await handler(event, data)
-        text, markup = disclosure_gate()
+        refusal = await disclosure_refusal(self._compliance, data["uow"], command, user)
+        if refusal is None:
+            return await handler(event, data)
+        text, markup = refusal
         await notify(data["bot"], target, text, markup)
         return None
+
+
+async def disclosure_refusal(
+    compliance: ComplianceService, uow: ComplianceUnit, command: Command, user: User
+) -> View | None:
+    """What the disclosure gate answers when ``user`` may not use ``command`` yet (None: they may).
+
+    The one rule for typed commands, their buttons and the dialog actions that do the same thing
+    (dialogs/common.py DialogGuard).
+    """
+    if command.category != Category.TRADING or await compliance.trading_unlocked(uow, user.id):
+        return None
+    return disclosure_gate()

@@ -10,6 +10,7 @@ from aiogram.types import TelegramObject, Update
 
 from bot.middlewares.common import interactive, notify
 from bot.registry import Command, Registry
+from bot.views import View
 from bot.views.plans import locked_view
 from domain.tiers import Tier, TierCatalog
 
@@ -31,17 +32,29 @@ class TierGateMiddleware(BaseMiddleware):
         tier: Tier | None = data.get("tier")
         if command is None or not command.gated or tier is None:
             return await handler(event, data)
-        if self._registry.allowed(command, tier, self._tiers):
+        refusal = tier_refusal(self._registry, self._tiers, command, tier)
+        if refusal is None:
             return await handler(event, data)
-        needed = self._registry.required_tier(command, self._tiers)
-        text, markup = locked_view(command, needed)
+        text, markup = refusal
         await notify(data["bot"], interactive(event), text, markup)  # type: ignore[arg-type]
         return None
 
 
+def tier_refusal(registry: Registry, tiers: TierCatalog, command: Command, tier: Tier) -> View | None:
+    """What the tier gate answers when ``tier`` may not use ``command`` (None: it may).
+
+    The one rule for typed commands, their buttons and the dialog actions that do the same thing
+    (dialogs/common.py DialogGuard).
+    """
+    if not command.gated or registry.allowed(command, tier, tiers):
+        return None
+    return locked_view(command, registry.required_tier(command, tiers))
+
+
 def command_of(registry: Registry, update: Update) -> Command | None:
+    """The registry command an update invokes (typed, captioned or pressed): what every gate decides on."""
     if update.message is not None:
-        return registry.for_text(update.message.text)
+        return registry.for_message(update.message)
     if update.callback_query is not None:
         return registry.for_callback(update.callback_query.data)
     return None

@@ -15,7 +15,7 @@ from aiogram.utils.i18n import gettext as _
 from bot.callbacks import CallbackInt
 from bot.i18n import N_
 from bot.views import View
-from bot.views.common import Button, keyboard, tier_name
+from bot.views.common import Button, ai_quota_line, keyboard, tier_name
 from bot.views.market import ChartCB
 from domain.agents.consensus import ConsensusDecision
 from domain.agents.risk import RiskVote
@@ -277,7 +277,7 @@ def analysis_view(a: Analysis, uid: int, tz: str) -> View:
                 locked=", ".join(agent_name(n) for n in a.locked),
             ),
         ]  # fmt: skip
-    lines.append(_("AI analyses today: {used} / {limit}").format(used=a.used, limit=a.limit))
+    lines.append(ai_quota_line(a.used, a.limit, a.renews_at, tz))
     return "\n".join(lines), follow_keyboard(a.symbol, a.timeframe.value, uid, a.subscribed)
 
 

@@ -238,6 +238,17 @@ def watchlist_text(rows: Sequence[tuple[str, str, float]], limit: int, page_note
     return "\n".join(lines)
 
 
+def ai_used_up_text(limit: int, renews_at: datetime, tz: str) -> str:
+    """A consensus panel once the day's AI analyses are used up (each refresh of it costs one)."""
+    return _("🔒 You've used all {limit} AI analyses for today; the agents' consensus renews at {time} your time "
+             "(midnight UTC). /premium shows plans with more.").format(
+        limit=limit, time=renews_at.astimezone(_zone(tz)).strftime("%H:%M"))  # fmt: skip
+
+
+def refresh_hint_text() -> str:
+    return _("Press 🔄 Refresh for the latest consensus.")
+
+
 def unavailable_text() -> str:
     return _("The market data is not available right now; try 🔄 Refresh in a moment.")
 

@@ -13,7 +13,7 @@ from urllib.parse import quote_plus
 from aiogram import html
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
-from aiogram.utils.i18n import I18n, gettext as _
+from aiogram.utils.i18n import I18n, gettext as _, ngettext
 
 from bot.callbacks import CallbackInt
 from bot.i18n import N_
@@ -380,6 +380,16 @@ def notice_text(notice: Notice) -> str:
         return _("🤝 Thanks for joining through {friend}'s link: they've earned a reward.").format(
             friend=html.quote(str(p.get("friend", "")))
         )
+    if kind == NoticeKind.REFERRAL_REVOKED:
+        days = int(p.get("days", REWARD_DAYS))
+        taken = ngettext(
+            "↩️ A payment that earned you {days} day of {tier} was refunded, so that reward is taken back.",
+            "↩️ A payment that earned you {days} days of {tier} was refunded, so that reward is taken back.",
+            days,
+        ).format(days=days, tier=tier)
+        if p.get("until"):
+            return taken + " " + _("Your referral {tier} now runs until {date}.").format(tier=tier, date=until)
+        return taken + " " + _("Your referral {tier} has ended.").format(tier=tier)
     if kind == NoticeKind.REFUNDED:
         return _("↩️ Your payment of {amount} ⭐ was refunded.").format(amount=p.get("amount", 0))
     return _("➕ {n} AI analyses added; you have {balance} extra now.").format(

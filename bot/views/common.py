@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
@@ -57,6 +59,17 @@ def price(tier: Tier) -> str:
     if not tier.is_paid:
         return _("free")
     return _("${usd}/month or {stars} ⭐").format(usd=f"{tier.price_cents / 100:.2f}", stars=tier.price_stars)
+
+
+def ai_quota_line(used: int, limit: int, renews_at: datetime, tz: str) -> str:
+    """The day's AI analyses and when they renew, in the user's time (the quota day is the UTC day)."""
+    try:
+        zone = ZoneInfo(tz)
+    except (KeyError, ValueError):
+        zone = ZoneInfo("UTC")
+    return _("AI analyses today: {used} / {limit} · renew at {time} (midnight UTC)").format(
+        used=used, limit=limit, time=renews_at.astimezone(zone).strftime("%H:%M")
+    )
 
 
 def on_off(value: bool) -> str:

@@ -8,7 +8,7 @@ from aiogram.utils.i18n import gettext as _
 from bot.registry import Command
 from bot.views import View
 from bot.views.common import feature_name, keyboard, price, quota_name, tier_name
-from domain.tiers import Quota, Tier, TierCatalog
+from domain.tiers import Feature, Quota, Tier, TierCatalog
 
 
 class PlansCB(CallbackData, prefix="plans"):
@@ -49,5 +49,15 @@ def locked_view(command: Command, needed: Tier | None) -> View:
         return _("🔒 /{command} isn't available on any plan right now.").format(command=command.name), None
     text = _("🔒 /{command} needs the {tier} plan ({price}).").format(
         command=command.name, tier=tier_name(needed.code), price=price(needed)
+    )
+    return text, keyboard([(_("💎 Compare plans"), PlansCB())])
+
+
+def feature_locked_view(feature: Feature, needed: Tier | None) -> View:
+    """What a button of a feature the plan lacks answers (a hidden dashboard panel pressed anyway)."""
+    if needed is None:
+        return _("🔒 {feature} isn't available on any plan right now.").format(feature=feature_name(feature)), None
+    text = _("🔒 {feature} needs the {tier} plan ({price}).").format(
+        feature=feature_name(feature), tier=tier_name(needed.code), price=price(needed)
     )
     return text, keyboard([(_("💎 Compare plans"), PlansCB())])

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import ngettext
 
 from bot.i18n import N_
 from bot.views import View
-from bot.views.common import duration, tier_name
+from bot.views.common import ai_quota_line, duration, tier_name
 from domain.admin import OpsFigures
 from domain.health import ProbeResult
 from domain.tiers import Quota, Tier
@@ -64,7 +66,7 @@ def ops_lines(ops: OpsFigures) -> list[str]:
 
 def status_view(
     probes: list[ProbeResult], uptime: float, version: str, tier: Tier, used: dict[Quota, int],
-    ops: OpsFigures | None = None,
+    ops: OpsFigures | None = None, renews_at: datetime | None = None, tz: str = "UTC",
 ) -> View:
     healthy = all(p.ok for p in probes)
     lines = [_("<b>🩺 System status</b>") + " " + ("✅" if healthy else "⚠️")]
@@ -81,5 +83,9 @@ def status_view(
         lines += ops_lines(ops)
     lines += ["", _("<b>Your plan: {tier}</b>").format(tier=tier_name(tier.code))]
     lines.append(_("Requests: up to {n} per minute").format(n=tier.rate_per_minute))
-    lines += [_(QUOTA_LINES[q]).format(used=n, limit=tier.quota(q)) for q, n in used.items()]
+    for quota, n in used.items():
+        if quota == Quota.AI_PER_DAY and renews_at is not None:
+            lines.append(ai_quota_line(n, tier.quota(quota), renews_at, tz))
+        else:
+            lines.append(_(QUOTA_LINES[quota]).format(used=n, limit=tier.quota(quota)))
     return "\n".join(lines), None

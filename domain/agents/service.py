@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 from domain.agents.agents import Agent, default_agents
 from domain.agents.consensus import (
@@ -37,7 +38,7 @@ from domain.clock import utcnow
 from domain.db.agents import StoredSignal
 from domain.errors import InvalidInput, QuotaExceeded
 from domain.market.models import Timeframe
-from domain.metering import Meter, UsageKind
+from domain.metering import Claim, Meter
 from domain.quotas import QuotaService
 from domain.tiers import Feature, Quota, Tier, TierCatalog
 from domain.trading.market import MarketHub
@@ -47,6 +48,13 @@ if TYPE_CHECKING:
     from domain.db.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (KeyError, ValueError):
+        return ZoneInfo("UTC")
 
 WINDOW = 500  # closed bars the agents read
 DEFAULT_SYMBOL = "EURUSD"
@@ -89,6 +97,7 @@ class Analysis:
     used: int  # analyses used today, this one included
     limit: int
     subscribed: bool
+    renews_at: datetime  # when the day's analyses renew
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,14 +253,24 @@ class AgentService:
         return names if tier.has(Feature.ALL_AGENTS) else tuple(n for n in names if n in BASIC_AGENTS)
 
     # ---- /ai ----
-    async def analyse(self, uow: UnitOfWork, user: User, tier: Tier, symbol: str, tf: Timeframe) -> Analysis:
-        """One metered analysis (Quota.AI_PER_DAY per user-local day) of ``symbol`` on ``tf``."""
-        spec = await self.hub.resolve(symbol)
+    async def claim(self, user: User, tier: Tier) -> Claim:
+        """One AI analysis of the user's daily quota (Quota.AI_PER_DAY per UTC day): /ai, or a dashboard panel
+        computing the consensus. Raises :class:`AiQuotaExceeded` (with when it renews, in the user's time)."""
         limit = tier.quota(Quota.AI_PER_DAY)
-        claim = await self.meter.claim(user.id, UsageKind.FEATURE, Quota.AI_PER_DAY, self.quotas.day_start(user), limit)
+        claim = await self.quotas.claim_ai(user.id, limit)
         if claim is None:
             upgrade = next((t for t in self.tiers if t.quota(Quota.AI_PER_DAY) > limit), None)
-            raise AiQuotaExceeded("ai analyses used up", limit=limit, tier=upgrade.code if upgrade else tier.code)
+            renews = self.quotas.renews_at().astimezone(_zone(user.timezone)).strftime("%H:%M")
+            raise AiQuotaExceeded(
+                "ai analyses used up", limit=limit, tier=upgrade.code if upgrade else tier.code, renews=renews
+            )
+        return claim
+
+    async def analyse(self, uow: UnitOfWork, user: User, tier: Tier, symbol: str, tf: Timeframe) -> Analysis:
+        """One metered analysis (see :meth:`claim`) of ``symbol`` on ``tf``."""
+        spec = await self.hub.resolve(symbol)
+        claim = await self.claim(user, tier)
+        limit = tier.quota(Quota.AI_PER_DAY)
         try:
             self.hub.watch([spec.name])
             series = await self.closed_series(spec.name, tf)
@@ -268,6 +287,7 @@ class AgentService:
             limited=not tier.has(Feature.ALL_AGENTS),
             locked=tuple(a.name for a in self.agents if a.name not in visible),
             errors=computed.errors, used=claim.used, limit=limit, subscribed=subscribed,
+            renews_at=self.quotas.renews_at(),
         )  # fmt: skip
 
     # ---- /agents ----

@@ -124,6 +124,7 @@ class NoticeKind(StrEnum):
     RENEWAL_SOON = "renewal_soon"
     REFERRAL_REWARD = "referral_reward"
     REFERRAL_THANKS = "referral_thanks"
+    REFERRAL_REVOKED = "referral_revoked"
     REFUNDED = "refunded"
     CREDITS_ADDED = "credits_added"
 
@@ -208,3 +209,16 @@ class UnknownPlan(BillingError):
 
 class PaymentProviderDown(BillingError):
     code = "BIL-PROVIDER"
+
+
+@dataclass(frozen=True, slots=True)
+class Reward:
+    """Pro days a referrer earned from a referee's first payment (``payment_id``: its external id)."""
+
+    id: int
+    referee_id: int
+    referrer_id: int
+    payment_id: str
+    days: int
+    granted_at: datetime
+    revoked_at: datetime | None  # the payment was refunded or charged back: the days were taken back

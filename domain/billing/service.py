@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
-from zoneinfo import ZoneInfo
 
 from domain.audit import AuditEntry, Surface
 from domain.billing.model import (
@@ -49,6 +48,7 @@ from domain.billing.model import (
 from domain.billing.stripe import StripeGateway, StripeSubscription
 from domain.clock import Clock, utcnow
 from domain.errors import Forbidden
+from domain.quotas import ai_day, ai_day_start
 from domain.tiers import FREE, Quota, TierCatalog
 from domain.users import User, UserService
 
@@ -60,6 +60,7 @@ log = logging.getLogger(__name__)
 RENEWAL_SLACK = timedelta(days=1)  # a renewal may land a little after the period end
 OVERAGE_LOOKBACK = timedelta(days=7)
 METER_EVENT = "ai_analysis_overage"
+REVERSALS = ("charge.refunded", "charge.dispute.created")  # Stripe events that take a card payment back
 _LIVE = (Status.TRIALING, Status.ACTIVE, Status.PAST_DUE)
 
 
@@ -264,6 +265,9 @@ class BillingService:
         locale = user.locale if user else "en"
         facts = {"amount": payment.amount, "charge_id": payment.charge_id}
         notices = [Notice(payment.user_id, locale, NoticeKind.REFUNDED, facts)]
+        revoked = await self._revoke_reward(uow, external, now, actor_id=actor_id)
+        touched += [n.user_id for n in revoked]
+        notices += revoked
         await self._commit(uow, notices)
         self._forget(touched)
         return notices
@@ -348,6 +352,7 @@ class BillingService:
                 return []
         sub_id = _subscription_id(etype, obj)
         remote = await self.stripe.subscription(sub_id) if sub_id else None
+        invoice = await self._reversed_invoice(etype, obj) if etype in REVERSALS else None
         hint = _int(_field(obj, "client_reference_id"))
         async with self._unit() as uow:
             if not await uow.billing.record_event(event_id, etype, now):
@@ -360,13 +365,17 @@ class BillingService:
                 user_id = existing.user_id if existing else None
             if etype in ("invoice.paid", "invoice.payment_failed") and user_id is not None:
                 notices += await self._stripe_invoice(uow, etype, obj, user_id, remote, now)
+            elif etype in REVERSALS and invoice is not None:
+                reversal, user_id = await self._stripe_reversal(uow, etype, obj, invoice, now)
+                notices += reversal
             elif etype == "customer.subscription.trial_will_end" and user_id is not None and remote is not None:
                 notices.append(
                     await self._notice(uow, user_id, NoticeKind.TRIAL_ENDING, tier=remote.tier, until=remote.period_end)
                 )
             await self._audit(uow, "billing.stripe_event", None, user_id, {"event": event_id, "type": etype})
             touched = await self._apply_tier(uow, user_id, now) if user_id is not None else []
-            for referrer in {n.user_id for n in notices if n.kind == NoticeKind.REFERRAL_REWARD}:
+            rewarded = (NoticeKind.REFERRAL_REWARD, NoticeKind.REFERRAL_REVOKED)
+            for referrer in {n.user_id for n in notices if n.kind in rewarded}:
                 touched += await self._apply_tier(uow, referrer, now)
             await self._commit(uow, notices)
         self._forget(touched)
@@ -394,6 +403,38 @@ class BillingService:
         if int(_field(obj, "amount_paid") or 0) > 0:
             notices += await self._reward_referrer(uow, user_id, external, now)
         return notices
+
+    async def _reversed_invoice(self, etype: str, obj: Any) -> str | None:
+        """The invoice whose money a refunded charge or a dispute takes back (None: not one of ours).
+
+        Fully refunded charges only: a partial refund leaves the payment, and what it earned, standing.
+        The charge names its invoice in older API versions; otherwise Stripe's invoice payments tell.
+        """
+        if self.stripe is None or (etype == "charge.refunded" and not _field(obj, "refunded")):
+            return None
+        invoice = _ref(_field(obj, "invoice"))
+        if invoice:
+            return invoice
+        intent = _ref(_field(obj, "payment_intent"))
+        return await self.stripe.invoice_of_payment(intent) if intent else None
+
+    async def _stripe_reversal(
+        self, uow: UnitOfWork, etype: str, obj: Any, invoice: str, now: datetime
+    ) -> tuple[list[Notice], int | None]:
+        """A card payment refunded in full (``charge.refunded``) or disputed (``charge.dispute.created``):
+        the payment is marked (a refund) and the referral reward it earned is taken back. The plan itself
+        follows the subscription's own events."""
+        external = f"stripe:{invoice}"
+        payment = await uow.billing.payment(external, lock=True)
+        if payment is None:
+            return [], None
+        if etype == "charge.refunded" and await uow.billing.mark_refunded(external, now):
+            await self._audit(
+                uow, "billing.refunded", None, payment.user_id, {"payment": external, "amount": payment.amount}
+            )
+        elif etype != "charge.refunded":
+            await self._audit(uow, "billing.disputed", None, payment.user_id, {"payment": external})
+        return await self._revoke_reward(uow, external, now), payment.user_id
 
     async def _sync_stripe(
         self,
@@ -493,6 +534,34 @@ class BillingService:
                    {"days": REWARD_DAYS, "tier": REWARD_TIER, "until": until, "friend": payer.first_name}),
             Notice(payer.id, payer.locale, NoticeKind.REFERRAL_THANKS, {"friend": referrer.first_name}),
         ]  # fmt: skip
+
+    async def _revoke_reward(
+        self, uow: UnitOfWork, payment: str, now: datetime, *, actor_id: int | None = None
+    ) -> list[Notice]:
+        """Take back the Pro days a refunded (or charged back) payment earned its payer's referrer: once (the
+        reward row is marked, never deleted, so the referee cannot earn it again), audited, the referrer told.
+        Returns the referrer's notice, or nothing when the payment funded no reward (or it was revoked before)."""
+        reward = await uow.billing.reward_of_payment(payment, lock=True)
+        if reward is None or not await uow.billing.revoke_reward(reward.id, now):
+            return []
+        row = await uow.billing.by_external(f"referral:{reward.referrer_id}", lock=True)
+        until: datetime | None = None
+        if row is not None and row.status in _LIVE and row.current_period_end is not None:
+            end = row.current_period_end - timedelta(days=reward.days)  # rewards stack: remove this one's days
+            if end > now:
+                until = end
+                await uow.billing.update_subscription(row.id, now, current_period_end=end)
+            else:
+                await uow.billing.update_subscription(row.id, now, status=Status.CANCELED, current_period_end=now)
+        await self._audit(
+            uow, "referral.revoked", actor_id, reward.referrer_id,
+            {"reward": reward.id, "days": reward.days, "until": until.isoformat() if until else None},
+        )  # fmt: skip
+        await self._apply_tier(uow, reward.referrer_id, now)
+        referrer = await uow.users.get(reward.referrer_id)
+        locale = referrer.locale if referrer else "en"
+        facts = {"days": reward.days, "tier": REWARD_TIER, "until": until}
+        return [Notice(reward.referrer_id, locale, NoticeKind.REFERRAL_REVOKED, facts)]
 
     async def grant(self, uow: UnitOfWork, user_id: int, tier: str, until: datetime | None) -> None:
         """A staff grant: one subscription row per user, weighed with the paid ones (the best tier wins).
@@ -628,10 +697,9 @@ class BillingService:
                 if user is None:
                     continue
                 quota = self._tiers.get(user.effective_tier(now)).quota(Quota.AI_PER_DAY)
-                zone = ZoneInfo(user.timezone)
-                since = (now - OVERAGE_LOOKBACK).astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0)
+                since = ai_day_start(now - OVERAGE_LOOKBACK)  # the quota's own days (domain/quotas.py)
                 events = await uow.billing.unreported_usage(user_id, Quota.AI_PER_DAY.value, since)
-            for event_id, at, value in _overage(events, quota, zone):
+            for event_id, at, value in _overage(events, quota):
                 await self.stripe.meter_event(
                     event_name=METER_EVENT, customer=customer, value=value, identifier=event_id, at=at
                 )
@@ -702,14 +770,13 @@ class BillingService:
         return _Payload(parts[0], parts[1], int(parts[2]), int(parts[3]))
 
 
-def _overage(
-    events: list[tuple[str, datetime, int, bool]], quota: int, zone: ZoneInfo
-) -> list[tuple[str, datetime, int]]:
-    """Per local day, the part of each event beyond the quota that is not reported yet."""
+def _overage(events: list[tuple[str, datetime, int, bool]], quota: int) -> list[tuple[str, datetime, int]]:
+    """Per quota day (the UTC day the quota itself counts), the part of each event beyond the quota that is
+    not reported yet."""
     used: dict[object, int] = {}
     out: list[tuple[str, datetime, int]] = []
     for event_id, at, quantity, reported in events:
-        day = at.astimezone(zone).date()
+        day = ai_day(at)
         before = used.get(day, 0)
         used[day] = before + quantity
         over = min(quantity, used[day] - max(quota, before))
@@ -723,6 +790,14 @@ def _field(obj: Any, key: str) -> Any:
         return obj[key]
     except (KeyError, TypeError):
         return None
+
+
+def _ref(value: Any) -> str | None:
+    """The id of a Stripe reference: a bare id, or the object when expanded."""
+    if value is None or isinstance(value, str):
+        return value or None
+    found = _field(value, "id")
+    return str(found) if found else None
 
 
 def _int(value: Any) -> int | None:

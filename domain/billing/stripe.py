@@ -113,6 +113,18 @@ class StripeGateway:
             },
         )
 
+    async def invoice_of_payment(self, payment_intent: str) -> str | None:
+        """The invoice a PaymentIntent paid (a refunded or disputed charge names only its PaymentIntent)."""
+        page = await self._call(
+            self._client.v1.invoice_payments.list_async,
+            {"payment": {"type": "payment_intent", "payment_intent": payment_intent}, "limit": 1},
+        )
+        data = _get(page, "data") or []
+        invoice = _get(data[0], "invoice") if data else None
+        if invoice is not None and not isinstance(invoice, str):
+            invoice = _get(invoice, "id")
+        return str(invoice) if invoice else None
+
     async def _call(self, method: Any, *args: Any) -> Any:
         try:
             return await method(*args)

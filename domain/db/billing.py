@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.billing.model import Payment, Rail, Status, Subscription
+from domain.billing.model import Payment, Rail, Reward, Status, Subscription
 from domain.db.models import (
     CreditRow,
     MeterReportRow,
@@ -239,19 +239,42 @@ class SqlBillingRepository:
         )
         return bool(result.rowcount)
 
-    async def referral_counts(self, referrer_id: int) -> tuple[int, int, int]:
-        """(invited, converted, reward days) for one referrer."""
+    async def reward_of_payment(self, payment_id: str, *, lock: bool = False) -> Reward | None:
+        """The referral reward the payment ``payment_id`` (its external id) earned, if any."""
+        query = select(ReferralRewardRow).where(ReferralRewardRow.payment_id == payment_id)
+        if lock:
+            query = query.with_for_update()
+        row = (await self._s.execute(query)).scalar_one_or_none()
+        if row is None:
+            return None
+        return Reward(row.id, row.referee_id, row.referrer_id, row.payment_id, row.days, row.granted_at, row.revoked_at)
+
+    async def revoke_reward(self, reward_id: int, now: datetime) -> bool:
+        """Mark a reward revoked; False when it already was (a second refund event, a replay)."""
+        result = await self._s.execute(
+            update(ReferralRewardRow)
+            .where(ReferralRewardRow.id == reward_id, ReferralRewardRow.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+        return bool(result.rowcount)
+
+    async def referral_counts(self, referrer_id: int) -> tuple[int, int, int, int]:
+        """(invited, converted, reward days, refunded) for one referrer: a reward whose payment was refunded
+        (revoked) converted nobody and can never be earned again."""
         invited = await self._s.scalar(
             select(func.count()).select_from(UserRow).where(UserRow.referred_by == referrer_id)
         )
-        converted, days = (
+        live = ReferralRewardRow.revoked_at.is_(None)
+        converted, days, refunded = (
             await self._s.execute(
-                select(func.count(), func.coalesce(func.sum(ReferralRewardRow.days), 0)).where(
-                    ReferralRewardRow.referrer_id == referrer_id
-                )
+                select(
+                    func.count().filter(live),
+                    func.coalesce(func.sum(ReferralRewardRow.days).filter(live), 0),
+                    func.count().filter(ReferralRewardRow.revoked_at.is_not(None)),
+                ).where(ReferralRewardRow.referrer_id == referrer_id)
             )
         ).one()
-        return int(invited or 0), int(converted or 0), int(days or 0)
+        return int(invited or 0), int(converted or 0), int(days or 0), int(refunded or 0)
 
     # --- credits ---
 

@@ -312,6 +312,7 @@ class ReferralRewardRow(Base):
     payment_id: Mapped[str] = mapped_column(String(160))
     days: Mapped[int] = mapped_column(Integer)
     granted_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]  # the funding payment was refunded or charged back
 
 
 class CreditRow(Base):

@@ -38,6 +38,7 @@ class FakeStripe:
     subscriptions: dict[str, dict[str, Any]] = field(default_factory=dict)
     meter_events: dict[str, dict[str, Any]] = field(default_factory=dict)
     amounts: dict[str, int] = field(default_factory=dict)  # price id -> unit_amount override
+    invoice_payments: dict[str, str] = field(default_factory=dict)  # PaymentIntent id -> the invoice it paid
     fail_next: int = 0
     url: str = ""
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -51,6 +52,7 @@ class FakeStripe:
         app.router.add_get("/v1/subscriptions/{id}", self._get_subscription)
         app.router.add_post("/v1/subscriptions/{id}", self._update_subscription)
         app.router.add_post("/v1/billing/meter_events", self._meter_event)
+        app.router.add_get("/v1/invoice_payments", self._list_invoice_payments)
         self._runner, self.url = await serve_on_loopback(app)
         return self
 
@@ -193,6 +195,18 @@ class FakeStripe:
         if "cancel_at_period_end" in params:
             sub["cancel_at_period_end"] = params["cancel_at_period_end"] == "true"
         return web.json_response(sub)
+
+    async def _list_invoice_payments(self, request: web.Request) -> web.Response:
+        params = await self._record(request)
+        if isinstance(params, web.Response):
+            return params
+        intent = params.get("payment[payment_intent]")
+        invoice = self.invoice_payments.get(str(intent))
+        data = [] if invoice is None else [{
+            "id": f"inpay_{intent}", "object": "invoice_payment", "invoice": invoice, "is_default": True,
+            "status": "paid", "payment": {"type": "payment_intent", "payment_intent": intent},
+        }]  # fmt: skip
+        return web.json_response({"object": "list", "data": data, "has_more": False, "url": "/v1/invoice_payments"})
 
     async def _meter_event(self, request: web.Request) -> web.Response:
         params = await self._record(request)

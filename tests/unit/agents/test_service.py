@@ -161,7 +161,7 @@ async def test_free_sees_two_agents_and_runs_out_of_analyses(env: Env) -> None:
             await env.service.analyse(uow, free, env.tiers.get("free"), "EURUSD", Timeframe.H1)
         with pytest.raises(AiQuotaExceeded) as err:
             await env.service.analyse(uow, free, env.tiers.get("free"), "EURUSD", Timeframe.H1)
-        assert err.value.params == {"limit": 3, "tier": "basic"}
+        assert err.value.params == {"limit": 3, "tier": "basic", "renews": "00:00"}  # the users here are on UTC
         full = await env.service.analyse(uow, pro, env.tiers.get("pro"), "EURUSD", Timeframe.H1)
     assert len(full.decision.votes) == 5 and not full.limited and full.locked == ()
     await env.meter.flush()  # the analyses are metered like any usage

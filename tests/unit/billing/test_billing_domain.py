@@ -55,13 +55,21 @@ def test_entitlement_per_status() -> None:
 
 
 def test_overage_counts_only_beyond_the_daily_quota_once() -> None:
-    zone = ZoneInfo("UTC")
     day1 = [(f"e{i}", NOW + timedelta(minutes=i), 1, False) for i in range(5)]
     day2 = [("d2", NOW + timedelta(days=1), 2, False)]
-    assert _overage(day1 + day2, 3, zone) == [("e3", day1[3][1], 1), ("e4", day1[4][1], 1)]
+    assert _overage(day1 + day2, 3) == [("e3", day1[3][1], 1), ("e4", day1[4][1], 1)]
     reported = [(*e[:3], e[0] == "e3") for e in day1]
-    assert _overage(reported, 3, zone) == [("e4", day1[4][1], 1)]
-    assert _overage([("big", NOW, 5, False)], 3, zone) == [("big", NOW, 2)]
+    assert _overage(reported, 3) == [("e4", day1[4][1], 1)]
+    assert _overage([("big", NOW, 5, False)], 3) == [("big", NOW, 2)]
+
+
+def test_overage_days_are_the_quota_days_whatever_the_zone_of_the_timestamps() -> None:
+    """The overage counts the UTC days the quota counts: events stamped in any zone fall on the same day."""
+    tokyo = ZoneInfo("Asia/Tokyo")
+    late = datetime(2026, 3, 2, 23, 30, tzinfo=UTC)  # 08:30 on the 3rd in Tokyo: still the 2nd's quota
+    events = [(f"t{i}", (late + timedelta(minutes=i)).astimezone(tokyo), 1, False) for i in range(4)]
+    events.append(("next", datetime(2026, 3, 3, 0, 5, tzinfo=UTC), 1, False))
+    assert _overage(events, 3) == [("t3", events[3][1], 1)]
 
 
 @pytest.fixture
