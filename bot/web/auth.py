@@ -103,7 +103,8 @@ class WebAuth:
             raise Unauthorized("initData repeats a field")
         received = fields.pop("hash", "")
         expected = hmac.new(self._webapp_secret, _check_string(fields), hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, received.lower()):
+        # bytes, not str: compare_digest raises TypeError on a non-ASCII str (a 500 per forged request)
+        if not hmac.compare_digest(expected.encode(), received.lower().encode("utf-8", "surrogateescape")):
             raise Unauthorized("initData hash mismatch")
         try:
             auth_date = int(fields["auth_date"])
@@ -157,10 +158,13 @@ class WebAuth:
         """``Authorization: tma <initData>`` or ``Authorization: link <token>``."""
         scheme, _, value = (authorization or "").strip().partition(" ")
         scheme = scheme.lower()
-        if scheme == "tma":
-            return self.verify_init_data(value.strip())
-        if scheme == "link":
-            return self.verify_link_token(value.strip())
+        try:
+            if scheme == "tma":
+                return self.verify_init_data(value.strip())
+            if scheme == "link":
+                return self.verify_link_token(value.strip())
+        except (TypeError, ValueError, UnicodeError) as exc:  # hostile bytes are a refusal, never a 500
+            raise Unauthorized(f"malformed credentials ({type(exc).__name__})") from None
         raise Unauthorized("no credentials")
 
     def link(self, base_url: str, user_id: int, page: str = "") -> str:
