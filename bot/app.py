@@ -35,6 +35,7 @@ from bot.middlewares.database import UnitOfWorkMiddleware
 from bot.middlewares.dedup import DeduplicateMiddleware
 from bot.middlewares.errors import ErrorMiddleware
 from bot.middlewares.metering import MeteringMiddleware
+from bot.middlewares.payments import PaymentInboxMiddleware
 from bot.middlewares.ratelimit import RateLimitMiddleware
 from bot.middlewares.tiers import TierGateMiddleware
 from bot.middlewares.users import UserMiddleware
@@ -271,6 +272,7 @@ def _dispatcher(app: App, limiter: RateLimiter, ledger: UpdateLedger, reporter: 
     # only what was actually handled.
     for middleware in (
         ObservabilityMiddleware(app.metrics, app.settings.secret()),
+        PaymentInboxMiddleware(app.billing, app.i18n),  # outside the error layer: a payment is stored first
         ErrorMiddleware(reporter, app.i18n),
         DeduplicateMiddleware(ledger),
         dp.fsm,  # FSM state (Redis with REDIS_URL), after de-duplication and inside the error layer

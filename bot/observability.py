@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.errors import dna, hash_user
 from domain.admin import OpsFigures
+from domain.db.billing import SqlBillingRepository
 from domain.db.models import OutboxRow, UserRow
 from domain.db.outbox import SqlOutboxRepository
 from domain.health import HealthService
@@ -97,6 +98,9 @@ class Metrics:
             "hybrid_outbox_lag_seconds", "Age of the oldest waiting message, by outbox (0 when empty)", ["outbox"],
             registry=self.registry,
         )  # fmt: skip
+        self.payments_waiting = Gauge(
+            "hybrid_payments_waiting", "Stars payments received and not applied yet (retried)", registry=self.registry
+        )
         self.tick_rate = Gauge("hybrid_tick_rate", "Ticks per second through the market feed", registry=self.registry)
         self.gateway_latency = Gauge(
             "hybrid_gateway_latency_seconds", "MT5 gateway ping (NaN while unreachable)", registry=self.registry
@@ -284,7 +288,7 @@ class OpsMonitor:
         self._max_age = max_age
         self._outboxes: dict[str, OutboxProbe] = {"notifications": notification_outbox, "broadcast": broadcast_outbox}
         self._last: tuple[float, OpsFigures] | None = None
-        self._stored: tuple[int, float | None, int, int] = (0, None, 0, 0)  # last good database figures
+        self._stored: tuple[int, float | None, int, int, int, float | None] = (0, None, 0, 0, 0, None)  # last good
         self._lock = asyncio.Lock()
 
     def add_outbox(self, name: str, probe: OutboxProbe) -> None:
@@ -310,7 +314,7 @@ class OpsMonitor:
             self._stored = await self._from_database()
         except Exception:  # the database may be down: keep the last figures, /metrics still answers
             log.warning("ops figures: database unavailable, keeping the last ones", exc_info=True)
-        depth, lag, active_1h, active_24h = self._stored
+        depth, lag, active_1h, active_24h, payments, payments_age = self._stored
         figures = OpsFigures(
             updates=m.total(m.updates),
             errors=m.total(m.errors),
@@ -320,15 +324,18 @@ class OpsMonitor:
             gateway_ms=gateway_ms,
             active_1h=active_1h,
             active_24h=active_24h,
+            payments_waiting=payments,
+            payments_oldest_s=payments_age,
         )
         m.tick_rate.set(figures.tick_rate)
         m.gateway_up.set(1 if gateway_ms is not None else 0)
         m.gateway_latency.set(gateway_ms / 1000 if gateway_ms is not None else float("nan"))
         m.active_users.labels("1h").set(active_1h)
         m.active_users.labels("24h").set(active_24h)
+        m.payments_waiting.set(payments)
         return figures
 
-    async def _from_database(self) -> tuple[int, float | None, int, int]:
+    async def _from_database(self) -> tuple[int, float | None, int, int, int, float | None]:
         now = datetime.now(UTC)
         depth, lag = 0, None
         async with self._sessionmaker() as session:
@@ -348,4 +355,6 @@ class OpsMonitor:
                     ).select_from(UserRow)
                 )
             ).one()
-        return depth, lag, int(active_1h or 0), int(active_24h or 0)
+            inbox = await SqlBillingRepository(session).inbox_figures()
+        payments_age = max(0.0, (now - inbox.oldest).total_seconds()) if inbox.oldest is not None else None
+        return depth, lag, int(active_1h or 0), int(active_24h or 0), inbox.pending, payments_age

@@ -67,6 +67,8 @@ class OpsFigures:
     gateway_ms: float | None  # MT5 gateway ping; None while it is unreachable
     active_1h: int  # users seen in the last hour
     active_24h: int  # users seen in the last 24 hours
+    payments_waiting: int = 0  # Stars payments received and not applied yet (the payment inbox retries them)
+    payments_oldest_s: float | None = None  # age of the oldest of them
 
 
 class OpsSource(Protocol):

@@ -108,6 +108,13 @@ async def billing_job(app: App) -> None:
     await app.billing.report_overage()
 
 
+async def payment_inbox_job(app: App) -> None:
+    """Apply Stars payments that were received but not applied by their own update (bot/middlewares/payments.py)."""
+    applied = await app.billing.retry_inbox()
+    if applied:
+        log.info("payment inbox: %d received payment(s) applied on retry", applied)
+
+
 async def recover_job(app: App) -> None:
     async with app.sessionmaker() as session:
         n = await SqlOutboxRepository(session).recover(utcnow() - STALE_CLAIM)
@@ -136,6 +143,7 @@ async def retention_job(app: App, clock: Clock = utcnow) -> dict[str, int]:
 def default_jobs(app: App) -> list[Job]:
     jobs = [
         Job("billing", 60.0, lambda: billing_job(app)),
+        Job("payment-inbox", 30.0, lambda: payment_inbox_job(app)),
         Job("outbox-recover", 60.0, lambda: recover_job(app)),
         Job("retention", 3600.0, lambda: retention_job(app)),
     ]

@@ -37,6 +37,7 @@ class ErrorMiddleware(BaseMiddleware):
             report = await self._reporter.report(
                 exc, context=_context(event), user_id=tg_user.id if tg_user else None
             )
+            data["error_report"] = report  # for the payment inbox outside this layer (bot/middlewares/payments.py)
             target = interactive(event)
             if target is None:
                 return None

@@ -342,6 +342,12 @@ def precheckout_error(reason: str) -> str:
     return _(PRECHECKOUT_ERRORS.get(reason, PRECHECKOUT_ERRORS["payload"]))
 
 
+def precheckout_failed(ref: str) -> str:
+    return _(
+        "We couldn't check this payment just now, so nothing was charged. Please try again in a minute (ref {ref})."
+    ).format(ref=html.quote(ref))
+
+
 def notice_text(notice: Notice) -> str:
     p = notice.params
     tier = tier_name(str(p.get("tier") or "free"))
@@ -378,6 +384,11 @@ def notice_text(notice: Notice) -> str:
     if kind == NoticeKind.REFERRAL_THANKS:
         return _("🤝 Thanks for joining through {friend}'s link: they've earned a reward.").format(
             friend=html.quote(str(p.get("friend", "")))
+        )
+    if kind == NoticeKind.PAYMENT_PROCESSING:
+        return _(
+            "⏳ We received your payment and are activating it. It can take a few minutes; "
+            "we'll message you as soon as it's done. Nothing more to pay."
         )
     if kind == NoticeKind.REFUNDED:
         return _("↩️ Your payment of {amount} ⭐ was refunded.").format(amount=p.get("amount", 0))

@@ -31,6 +31,7 @@ from domain.billing.model import (
     TRIAL_DAYS,
     TRIAL_TIER,
     AlreadySubscribed,
+    InboxFigures,
     NothingToManage,
     Notice,
     NoticeKind,
@@ -48,7 +49,7 @@ from domain.billing.model import (
 )
 from domain.billing.stripe import StripeGateway, StripeSubscription
 from domain.clock import Clock, utcnow
-from domain.errors import Forbidden
+from domain.errors import DomainError, Forbidden
 from domain.tiers import FREE, Quota, TierCatalog
 from domain.users import User, UserService
 
@@ -61,6 +62,8 @@ RENEWAL_SLACK = timedelta(days=1)  # a renewal may land a little after the perio
 OVERAGE_LOOKBACK = timedelta(days=7)
 METER_EVENT = "ai_analysis_overage"
 _LIVE = (Status.TRIALING, Status.ACTIVE, Status.PAST_DUE)
+INBOX_RETRY = timedelta(seconds=30)  # a received payment not applied by its update is retried after this
+INBOX_MAX_RETRY = timedelta(hours=1)  # ... doubling up to this
 
 
 class StarsApi(Protocol):
@@ -198,7 +201,9 @@ class BillingService:
             user_id=user.id, rail=Rail.STARS, kind=kind, tier=tier, amount=payment.total_amount,
             currency=payment.currency, status="paid", external_id=external, now=now,
         )  # fmt: skip
+        await uow.billing.inbox_done(payment.charge_id, now)  # applied: the inbox stops retrying it
         if not created:
+            await uow.commit()
             return []
         await self._audit(
             uow, "billing.stars_paid", user.id, user.id, {"charge_id": payment.charge_id, "kind": kind, "tier": tier}
@@ -230,6 +235,65 @@ class BillingService:
         await self._commit(uow, notices)
         self._forget(touched)
         return notices
+
+    # --- the payment inbox: a received payment is stored first, then applied until it is ---
+
+    async def receive_stars(self, user_id: int, payment: StarsPayment, raw: dict[str, Any]) -> bool:
+        """Store a successful_payment before anything else (its own committed transaction).
+
+        Raises when it cannot be stored: the update must then not be acknowledged (Telegram redelivers).
+        Returns False for a charge stored before (a redelivery).
+        """
+        now = self._clock()
+        async with self._unit() as uow:
+            stored = await uow.billing.inbox_add(user_id, payment, raw, now, now + INBOX_RETRY)
+            await uow.commit()
+        return stored
+
+    async def stars_pending(self, charge_id: str) -> bool:
+        """Whether a received payment is still waiting to be applied."""
+        async with self._unit() as uow:
+            return await uow.billing.inbox_pending(charge_id)
+
+    async def stars_deferred(self, user_id: int, charge_id: str, error: str, attempts: int = 0) -> list[Notice]:
+        """A received payment could not be applied: schedule a retry, and tell the payer once that it is
+        being processed (queued in the same transaction)."""
+        now = self._clock()
+        delay = min(INBOX_RETRY * (2 ** min(attempts, 10)), INBOX_MAX_RETRY)
+        async with self._unit() as uow:
+            notices: list[Notice] = []
+            if await uow.billing.inbox_failed(charge_id, error, now + delay):
+                notices.append(await self._notice(uow, user_id, NoticeKind.PAYMENT_PROCESSING))
+            await self._commit(uow, notices)
+        return notices
+
+    async def retry_inbox(self, now: datetime | None = None) -> int:
+        """Apply every received payment whose retry is due (the scheduler's job); returns how many were applied.
+
+        Applying is idempotent (the payment's charge id is unique), so a payment the chat path applied
+        meanwhile changes nothing here."""
+        now = now or self._clock()
+        async with self._unit() as uow:
+            due = await uow.billing.inbox_due(now)
+        applied = 0
+        for entry in due:
+            try:
+                async with self._unit() as uow:
+                    user = await uow.users.get(entry.user_id)
+                    if user is None:
+                        raise PaymentNotFound("the payer has no profile", charge_id=entry.payment.charge_id[:64])
+                    await self.stars_paid(uow, user, entry.payment)
+                applied += 1
+            except Exception as exc:
+                log.exception("received payment %s still not applied (attempt %d)", entry.payment.charge_id,
+                              entry.attempts + 1)  # fmt: skip
+                code = exc.code if isinstance(exc, DomainError) else type(exc).__name__
+                await self.stars_deferred(entry.user_id, entry.payment.charge_id, code, entry.attempts + 1)
+        return applied
+
+    async def inbox_figures(self) -> InboxFigures:
+        async with self._unit() as uow:
+            return await uow.billing.inbox_figures()
 
     async def refund(self, uow: UnitOfWork, staff: User, charge_id: str, api: StarsApi) -> list[Notice]:
         """Staff only: refund a Stars payment through Telegram, then revoke what it bought."""

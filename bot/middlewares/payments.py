@@ -1,0 +1,91 @@
+"""The payment inbox at the edge of the chain: a Stars payment is stored before it is handled.
+
+Outside the error layer (which answers and swallows every failure), so:
+
+* a ``successful_payment`` is written to the payment inbox (raw update, charge id unique) in its own
+  committed transaction first. If that fails the exception escapes: the webhook answers 500 and
+  Telegram redelivers; nothing was acknowledged. Then the update is handled as usual; when handling
+  did not apply the payment (a database error, a bug, a rate limit), the payer is told it is being
+  processed and the scheduler's job retries it until it is applied (``BillingService.retry_inbox``),
+  once: the charge id is unique in ``payments``. The plan's own notice tells them when it is done.
+* a ``pre_checkout_query`` whose handling failed is still answered (refused, with the error's
+  reference): Telegram otherwise leaves the payer waiting until it times out. Nothing is charged then.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from aiogram import BaseMiddleware, Bot
+from aiogram.types import TelegramObject, Update
+from aiogram.utils.i18n import I18n
+
+from bot.errors import Report
+from bot.i18n import locale_of
+from bot.views.billing import precheckout_failed
+from domain.billing.model import StarsPayment
+from domain.billing.service import BillingService
+
+log = logging.getLogger(__name__)
+
+ERROR_REPORT = "error_report"  # where the error layer leaves its report (bot/middlewares/errors.py)
+
+
+class PaymentInboxMiddleware(BaseMiddleware):
+    def __init__(self, billing: BillingService, i18n: I18n) -> None:
+        self._billing = billing
+        self._i18n = i18n
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        assert isinstance(event, Update)
+        if event.pre_checkout_query is not None:
+            return await self._pre_checkout(handler, event, data)
+        message = event.message
+        paid = message.successful_payment if message is not None else None
+        if message is None or paid is None or message.from_user is None:
+            return await handler(event, data)
+        expires = paid.subscription_expiration_date
+        payment = StarsPayment(
+            charge_id=paid.telegram_payment_charge_id, payload=paid.invoice_payload, currency=paid.currency,
+            total_amount=paid.total_amount, is_recurring=bool(paid.is_recurring),
+            is_first_recurring=bool(paid.is_first_recurring),
+            expires_at=datetime.fromtimestamp(expires, UTC) if expires else None,
+        )  # fmt: skip
+        payer = message.from_user.id
+        await self._billing.receive_stars(payer, payment, event.model_dump(mode="json", exclude_none=True))
+        result = await handler(event, data)
+        if await self._billing.stars_pending(payment.charge_id):
+            report: Report | None = data.get(ERROR_REPORT)
+            error = f"{report.code} {report.ref}" if report is not None else "not applied"
+            log.warning("payment %s received but not applied (%s): queued for a retry", payment.charge_id, error)
+            await self._billing.stars_deferred(payer, payment.charge_id, error)
+        return result
+
+    async def _pre_checkout(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: Update,
+        data: dict[str, Any],
+    ) -> Any:
+        result = await handler(event, data)
+        report: Report | None = data.get(ERROR_REPORT)
+        if report is None:
+            return result
+        query = event.pre_checkout_query
+        assert query is not None
+        with self._i18n.context(), self._i18n.use_locale(locale_of(data.get("user"), query.from_user)):
+            text = precheckout_failed(report.ref)
+        bot: Bot = data["bot"]
+        try:
+            await bot.answer_pre_checkout_query(query.id, ok=False, error_message=text)
+        except Exception:  # already answered, or Telegram failing: the query times out on its own
+            log.warning("could not refuse pre-checkout query after error %s", report.ref, exc_info=True)
+        return result
