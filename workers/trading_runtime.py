@@ -92,12 +92,14 @@ class TradingRuntime:
     def attach(self, target: Bot | Notifier, i18n: I18n) -> AlertDelivery:
         """Deliver fired alerts through ``target`` after they are persisted (``delivery.notify``)."""
         self.delivery = AlertDelivery(target, i18n, self.sessionmaker, self.hub)
+        self.evaluator.notify = self.delivery.notify
         return self.delivery
 
     def attach_outbox(self, i18n: I18n, wake: Callable[[], None] | None = None) -> AlertDelivery:
         """Record each firing and queue its message in one transaction (the notification outbox)."""
         self.delivery = AlertDelivery(None, i18n, self.sessionmaker, self.hub)
         self.evaluator.persist = self.delivery.persist
+        self.evaluator.notify = None  # the message is queued with the firing
         if wake is not None:
             self.delivery.on_queued.append(wake)
         self._outboxed = True
