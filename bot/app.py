@@ -205,8 +205,9 @@ async def create_app(
     health = HealthService(_probes(engine, redis))
     app = App(settings, engine, sessionmaker, redis, storage, i18n, tiers, registry, users, meter, health)
     app.user_sync = UserCacheSync(redis, users) if redis is not None else None
+    current, *old_secrets = settings.secrets()
     app.billing = BillingService(
-        tiers, users, settings.secret(), unit=lambda: UnitOfWork(sessionmaker), stripe=_stripe(settings)
+        tiers, users, current, unit=lambda: UnitOfWork(sessionmaker), stripe=_stripe(settings), old_secrets=old_secrets
     )
     app.market = await TradingRuntime.create(settings, sessionmaker, tiers, redis)
     app.notifier = notifier = OutboxNotifier(sessionmaker)  # every proactive message goes through the outbox

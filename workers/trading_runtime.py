@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from aiogram import Bot, Dispatcher
@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from domain.alerts.service import AlertEvaluator
-from domain.db.trading import SqlAlertStore, SqlDemoStore
+from domain.db.trading import SqlAlertStore, SqlDemoStore, reseal_credentials
 from domain.db.uow import UnitOfWork
 from domain.health import HealthService, Probe
 from domain.market.redis_tickbus import RedisTickBus
@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 
 class TradingRuntime:
     def __init__(self, hub: MarketHub, sessionmaker: async_sessionmaker[AsyncSession], tiers: TierCatalog,
-                 secret: bytes, *, feed_interval: float = 1.0, redis: Redis | None = None) -> None:  # fmt: skip
+                 secret: bytes, *, feed_interval: float = 1.0, redis: Redis | None = None,
+                 old_secrets: Sequence[bytes] = ()) -> None:  # fmt: skip
         self.hub = hub
         self.sessionmaker = sessionmaker
         self.evaluator = AlertEvaluator(SqlAlertStore(sessionmaker))
@@ -59,7 +60,8 @@ class TradingRuntime:
         evaluator = PublishingEvaluator(self.evaluator, redis) if redis is not None else self.evaluator
         self.alerts = AlertService(hub, evaluator)  # type: ignore[arg-type]
         self.follower = AlertFollower(redis, self.evaluator, sessionmaker) if redis is not None else None
-        self.trading = TradingService(hub, tiers, SecretBox(secret))
+        self.box = SecretBox(secret, *old_secrets)  # seals with SECRET_KEY, opens with it or an old one
+        self.trading = TradingService(hub, tiers, self.box)
         self.delivery: AlertDelivery | None = None
         self._outboxed = False
 
@@ -67,7 +69,8 @@ class TradingRuntime:
     async def create(cls, settings: Any, sessionmaker: async_sessionmaker[AsyncSession],
                      tiers: TierCatalog, redis: Redis | None = None) -> TradingRuntime:  # fmt: skip
         hub = MarketHub(backend=settings.mt5_backend, host=settings.mt5_rpyc_host, port=settings.mt5_rpyc_port)
-        runtime = cls(hub, sessionmaker, tiers, settings.secret(), redis=redis)
+        current, *old = settings.secrets()
+        runtime = cls(hub, sessionmaker, tiers, current, redis=redis, old_secrets=old)
         await runtime.load()
         return runtime
 
@@ -75,6 +78,12 @@ class TradingRuntime:
         """Attach the stored demo accounts and load the live alert rules (again after a restart)."""
         await self.hub.start(SqlDemoStore(self.sessionmaker))
         await self.evaluator.load()
+        resealed, unreadable = await reseal_credentials(self.sessionmaker, self.box)
+        if resealed:
+            log.info("re-sealed %d stored credential(s) under the current SECRET_KEY", resealed)
+        if unreadable:
+            log.error("%d stored credential(s) open under no configured SECRET_KEY: those users must link again",
+                      unreadable)  # fmt: skip
 
     def install(self, dp: Dispatcher, health: HealthService) -> None:
         dp["market"] = self.hub

@@ -22,7 +22,7 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
@@ -81,9 +81,13 @@ class WebAuth:
         max_age: int = INIT_DATA_MAX_AGE,
         link_ttl: int = LINK_TTL,
         clock: Callable[[], float] = time.time,
+        old_secrets: Sequence[bytes] = (),
     ) -> None:
+        """``secret`` signs links; links signed under one of ``old_secrets`` (before a SECRET_KEY rotation)
+        are still accepted until they expire."""
         self._webapp_secret = _hmac(b"WebAppData", bot_token.encode()) if bot_token else None
         self._link_key = _hmac(secret, b"hybrid-trader/web-link/v1")
+        self._link_keys = [self._link_key, *(_hmac(s, b"hybrid-trader/web-link/v1") for s in old_secrets if s)]
         self.max_age = max_age
         self.link_ttl = link_ttl
         self.clock = clock
@@ -142,7 +146,7 @@ class WebAuth:
             payload, signature = _unb64(body), _unb64(mac)
         except (binascii.Error, ValueError):
             raise Unauthorized("malformed link token") from None
-        if not hmac.compare_digest(_hmac(self._link_key, payload), signature):
+        if not any([hmac.compare_digest(_hmac(key, payload), signature) for key in self._link_keys]):
             raise Unauthorized("link token signature mismatch")
         try:
             data = json.loads(payload)

@@ -683,7 +683,8 @@ def _field(msg: Any, name: str) -> Any:
 
 def install(web_app: web.Application, app: App, bot_token: str) -> MiniApp:
     """Mount the Mini App on the web server (the same server as the webhooks)."""
-    mini = MiniApp(app, WebAuth(bot_token, app.settings.secret()))
+    current, *old = app.settings.secrets()
+    mini = MiniApp(app, WebAuth(bot_token, current, old_secrets=old))
     mini.register(web_app)
     web_app[MINIAPP] = mini
     return mini

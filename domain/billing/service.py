@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -91,10 +91,13 @@ class BillingService:
         unit: Callable[[], UnitOfWork],
         stripe: StripeGateway | None = None,
         clock: Clock = utcnow,
+        old_secrets: Sequence[bytes] = (),
     ) -> None:
         self._tiers = tiers
         self._users = users
         self._key = hashlib.sha256(b"billing-payload:" + secret).digest()
+        # invoices signed before a SECRET_KEY rotation stay payable (and are recognised when paid)
+        self._keys = [self._key, *(hashlib.sha256(b"billing-payload:" + s).digest() for s in old_secrets if s)]
         self._unit = unit
         self.stripe = stripe
         self._clock = clock
@@ -757,8 +760,10 @@ class BillingService:
 
     def _verify(self, payload: str) -> _Payload | None:
         body, _, signature = (payload or "").rpartition(".")
-        expected = hmac.new(self._key, body.encode(), hashlib.sha256).hexdigest()[:24]
-        if not body or not hmac.compare_digest(signature, expected):
+        if not body or not signature.isascii():
+            return None
+        expected = [hmac.new(key, body.encode(), hashlib.sha256).hexdigest()[:24] for key in self._keys]
+        if not any([hmac.compare_digest(signature, e) for e in expected]):
             return None
         parts = body.split(".")
         if len(parts) != 5 or parts[0] not in ("sub", "pack") or not parts[2].isdigit() or not parts[3].isdigit():
