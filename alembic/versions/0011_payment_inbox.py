@@ -1,4 +1,4 @@
-"""The payment inbox: each Stars successful_payment stored before it is handled, retried until it is.
+"""The payment inbox: each Stars successful or refunded payment stored before it is handled, retried until it is.
 
 Revision ID: 0011
 Revises: 0009
@@ -21,6 +21,7 @@ def upgrade() -> None:
     op.create_table(
         "payment_inbox",
         sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("kind", sa.String(16), nullable=False),
         sa.Column("charge_id", sa.String(255), nullable=False),
         sa.Column("user_id", sa.BigInteger(), nullable=False),
         sa.Column("payload", sa.Text(), nullable=False),
@@ -38,7 +39,7 @@ def upgrade() -> None:
         sa.Column("next_attempt_at", UTCDateTime(), nullable=False),
         sa.Column("done_at", UTCDateTime()),
         sa.PrimaryKeyConstraint("id", name="pk_payment_inbox"),
-        sa.UniqueConstraint("charge_id", name="uq_payment_inbox_charge_id"),
+        sa.UniqueConstraint("kind", "charge_id", name="uq_payment_inbox_kind_charge"),
     )
     op.create_index("ix_payment_inbox_status_due", "payment_inbox", ["status", "next_attempt_at"])
 

@@ -8,6 +8,8 @@ Outside the error layer (which answers and swallows every failure), so:
   did not apply the payment (a database error, a bug, a rate limit), the payer is told it is being
   processed and the scheduler's job retries it until it is applied (``BillingService.retry_inbox``),
   once: the charge id is unique in ``payments``. The plan's own notice tells them when it is done.
+* a ``refunded_payment`` the same way (without telling anyone: the refund notice comes when it is applied),
+  so a refund made in Telegram always revokes what the payment bought.
 * a ``pre_checkout_query`` whose handling failed is still answered (refused, with the error's
   reference): Telegram otherwise leaves the payer waiting until it times out. Nothing is charged then.
 """
@@ -20,18 +22,36 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiogram import BaseMiddleware, Bot
-from aiogram.types import TelegramObject, Update
+from aiogram.types import Message, TelegramObject, Update
 from aiogram.utils.i18n import I18n
 
 from bot.errors import Report
 from bot.i18n import locale_of
 from bot.views.billing import precheckout_failed
 from domain.billing.model import StarsPayment
-from domain.billing.service import BillingService
+from domain.billing.service import PAID, REFUNDED, BillingService
 
 log = logging.getLogger(__name__)
 
 ERROR_REPORT = "error_report"  # where the error layer leaves its report (bot/middlewares/errors.py)
+
+
+def _payment(message: Message) -> tuple[str, StarsPayment] | None:
+    """A successful or refunded Stars payment in a service message, as the inbox stores it."""
+    if (paid := message.successful_payment) is not None:
+        expires = paid.subscription_expiration_date
+        return PAID, StarsPayment(
+            charge_id=paid.telegram_payment_charge_id, payload=paid.invoice_payload, currency=paid.currency,
+            total_amount=paid.total_amount, is_recurring=bool(paid.is_recurring),
+            is_first_recurring=bool(paid.is_first_recurring),
+            expires_at=datetime.fromtimestamp(expires, UTC) if expires else None,
+        )  # fmt: skip
+    if (refund := message.refunded_payment) is not None:
+        return REFUNDED, StarsPayment(
+            charge_id=refund.telegram_payment_charge_id, payload=refund.invoice_payload, currency=refund.currency,
+            total_amount=refund.total_amount, is_recurring=False, is_first_recurring=False, expires_at=None,
+        )  # fmt: skip
+    return None
 
 
 class PaymentInboxMiddleware(BaseMiddleware):
@@ -49,24 +69,18 @@ class PaymentInboxMiddleware(BaseMiddleware):
         if event.pre_checkout_query is not None:
             return await self._pre_checkout(handler, event, data)
         message = event.message
-        paid = message.successful_payment if message is not None else None
-        if message is None or paid is None or message.from_user is None:
+        received = _payment(message) if message is not None else None
+        if message is None or message.from_user is None or received is None:
             return await handler(event, data)
-        expires = paid.subscription_expiration_date
-        payment = StarsPayment(
-            charge_id=paid.telegram_payment_charge_id, payload=paid.invoice_payload, currency=paid.currency,
-            total_amount=paid.total_amount, is_recurring=bool(paid.is_recurring),
-            is_first_recurring=bool(paid.is_first_recurring),
-            expires_at=datetime.fromtimestamp(expires, UTC) if expires else None,
-        )  # fmt: skip
+        kind, payment = received
         payer = message.from_user.id
-        await self._billing.receive_stars(payer, payment, event.model_dump(mode="json", exclude_none=True))
+        await self._billing.receive_stars(payer, payment, event.model_dump(mode="json", exclude_none=True), kind)
         result = await handler(event, data)
-        if await self._billing.stars_pending(payment.charge_id):
+        if await self._billing.stars_pending(payment.charge_id, kind):
             report: Report | None = data.get(ERROR_REPORT)
             error = f"{report.code} {report.ref}" if report is not None else "not applied"
-            log.warning("payment %s received but not applied (%s): queued for a retry", payment.charge_id, error)
-            await self._billing.stars_deferred(payer, payment.charge_id, error)
+            log.warning("%s %s received but not applied (%s): queued for a retry", kind, payment.charge_id, error)
+            await self._billing.stars_deferred(payer, payment.charge_id, error, kind=kind)
         return result
 
     async def _pre_checkout(

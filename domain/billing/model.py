@@ -163,6 +163,7 @@ class InboxPayment:
     """A Stars payment as stored in the payment inbox before it was applied."""
 
     user_id: int
+    kind: str  # paid | refunded
     payment: StarsPayment
     attempts: int
     received_at: datetime

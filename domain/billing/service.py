@@ -62,6 +62,7 @@ RENEWAL_SLACK = timedelta(days=1)  # a renewal may land a little after the perio
 OVERAGE_LOOKBACK = timedelta(days=7)
 METER_EVENT = "ai_analysis_overage"
 _LIVE = (Status.TRIALING, Status.ACTIVE, Status.PAST_DUE)
+PAID, REFUNDED = "paid", "refunded"  # the payment inbox's kinds
 INBOX_RETRY = timedelta(seconds=30)  # a received payment not applied by its update is retried after this
 INBOX_MAX_RETRY = timedelta(hours=1)  # ... doubling up to this
 
@@ -241,31 +242,36 @@ class BillingService:
 
     # --- the payment inbox: a received payment is stored first, then applied until it is ---
 
-    async def receive_stars(self, user_id: int, payment: StarsPayment, raw: dict[str, Any]) -> bool:
-        """Store a successful_payment before anything else (its own committed transaction).
+    async def receive_stars(
+        self, user_id: int, payment: StarsPayment, raw: dict[str, Any], kind: str = PAID
+    ) -> bool:
+        """Store a successful_payment (``kind`` paid) or refunded_payment (refunded) before anything else,
+        in its own committed transaction.
 
         Raises when it cannot be stored: the update must then not be acknowledged (Telegram redelivers).
         Returns False for a charge stored before (a redelivery).
         """
         now = self._clock()
         async with self._unit() as uow:
-            stored = await uow.billing.inbox_add(user_id, payment, raw, now, now + INBOX_RETRY)
+            stored = await uow.billing.inbox_add(kind, user_id, payment, raw, now, now + INBOX_RETRY)
             await uow.commit()
         return stored
 
-    async def stars_pending(self, charge_id: str) -> bool:
-        """Whether a received payment is still waiting to be applied."""
+    async def stars_pending(self, charge_id: str, kind: str = PAID) -> bool:
+        """Whether a received payment (or refund) is still waiting to be applied."""
         async with self._unit() as uow:
-            return await uow.billing.inbox_pending(charge_id)
+            return await uow.billing.inbox_pending(charge_id, kind)
 
-    async def stars_deferred(self, user_id: int, charge_id: str, error: str, attempts: int = 0) -> list[Notice]:
-        """A received payment could not be applied: schedule a retry, and tell the payer once that it is
-        being processed (queued in the same transaction)."""
+    async def stars_deferred(
+        self, user_id: int, charge_id: str, error: str, attempts: int = 0, kind: str = PAID
+    ) -> list[Notice]:
+        """A received payment (or refund) could not be applied: schedule a retry; a payer is told once that
+        their payment is being processed (queued in the same transaction)."""
         now = self._clock()
         delay = min(INBOX_RETRY * (2 ** min(attempts, 10)), INBOX_MAX_RETRY)
         async with self._unit() as uow:
             notices: list[Notice] = []
-            if await uow.billing.inbox_failed(charge_id, error, now + delay):
+            if await uow.billing.inbox_failed(charge_id, error, now + delay, kind) and kind == PAID:
                 notices.append(await self._notice(uow, user_id, NoticeKind.PAYMENT_PROCESSING))
             await self._commit(uow, notices)
         return notices
@@ -285,13 +291,18 @@ class BillingService:
                     user = await uow.users.get(entry.user_id)
                     if user is None:
                         raise PaymentNotFound("the payer has no profile", charge_id=entry.payment.charge_id[:64])
-                    await self.stars_paid(uow, user, entry.payment)
+                    if entry.kind == REFUNDED:
+                        await self.stars_refunded(uow, user, entry.payment.charge_id)
+                    else:
+                        await self.stars_paid(uow, user, entry.payment)
                 applied += 1
             except Exception as exc:
                 log.exception("received payment %s still not applied (attempt %d)", entry.payment.charge_id,
                               entry.attempts + 1)  # fmt: skip
                 code = exc.code if isinstance(exc, DomainError) else type(exc).__name__
-                await self.stars_deferred(entry.user_id, entry.payment.charge_id, code, entry.attempts + 1)
+                await self.stars_deferred(
+                    entry.user_id, entry.payment.charge_id, code, entry.attempts + 1, entry.kind
+                )
         return applied
 
     async def inbox_figures(self) -> InboxFigures:
@@ -310,7 +321,13 @@ class BillingService:
 
     async def stars_refunded(self, uow: UnitOfWork, user: User, charge_id: str) -> list[Notice]:
         """Telegram's refunded_payment message (a refund made elsewhere, or ours echoed back)."""
-        return await self._revoke(uow, f"tg:{charge_id}", actor_id=None)
+        if await uow.billing.inbox_pending(charge_id, PAID):
+            return []  # the payment itself still waits in the inbox: it is applied first, then this refund
+        await uow.billing.inbox_done(charge_id, self._clock(), REFUNDED)  # in the revocation's transaction
+        notices = await self._revoke(uow, f"tg:{charge_id}", actor_id=None)
+        if not notices:
+            await uow.commit()  # nothing to revoke (unknown, or refunded before): the refund is handled
+        return notices
 
     async def _revoke(self, uow: UnitOfWork, external: str, *, actor_id: int | None) -> list[Notice]:
         now = self._clock()

@@ -219,11 +219,11 @@ class SqlBillingRepository:
     # --- the payment inbox ---
 
     async def inbox_add(
-        self, user_id: int, payment: StarsPayment, raw: dict[str, Any], now: datetime, retry_at: datetime
+        self, kind: str, user_id: int, payment: StarsPayment, raw: dict[str, Any], now: datetime, retry_at: datetime
     ) -> bool:
-        """Store a received payment once (by charge id); False when it was stored before."""
+        """Store a received payment (or refund) once by charge id; False when it was stored before."""
         values = {
-            "charge_id": payment.charge_id, "user_id": user_id, "payload": payment.payload,
+            "kind": kind, "charge_id": payment.charge_id, "user_id": user_id, "payload": payment.payload,
             "currency": payment.currency, "total_amount": payment.total_amount,
             "is_recurring": payment.is_recurring, "is_first_recurring": payment.is_first_recurring,
             "expires_at": payment.expires_at, "raw": raw, "status": "pending", "attempts": 0,
@@ -231,27 +231,35 @@ class SqlBillingRepository:
             "done_at": None,
         }  # fmt: skip
         result = await self._s.execute(
-            self._insert(PaymentInboxRow).values(**values).on_conflict_do_nothing(index_elements=["charge_id"])
+            self._insert(PaymentInboxRow).values(**values).on_conflict_do_nothing(index_elements=["kind", "charge_id"])
         )
         return bool(result.rowcount)
 
-    async def inbox_pending(self, charge_id: str) -> bool:
-        status = await self._s.scalar(select(PaymentInboxRow.status).where(PaymentInboxRow.charge_id == charge_id))
+    async def inbox_pending(self, charge_id: str, kind: str = "paid") -> bool:
+        status = await self._s.scalar(
+            select(PaymentInboxRow.status).where(PaymentInboxRow.kind == kind, PaymentInboxRow.charge_id == charge_id)
+        )
         return status == "pending"
 
-    async def inbox_done(self, charge_id: str, now: datetime) -> None:
+    async def inbox_done(self, charge_id: str, now: datetime, kind: str = "paid") -> None:
         await self._s.execute(
             update(PaymentInboxRow)
-            .where(PaymentInboxRow.charge_id == charge_id, PaymentInboxRow.status == "pending")
+            .where(
+                PaymentInboxRow.kind == kind, PaymentInboxRow.charge_id == charge_id,
+                PaymentInboxRow.status == "pending",
+            )  # fmt: skip
             .values(status="done", done_at=now, next_attempt_at=now)
         )
 
-    async def inbox_failed(self, charge_id: str, error: str, retry_at: datetime) -> bool:
+    async def inbox_failed(self, charge_id: str, error: str, retry_at: datetime, kind: str = "paid") -> bool:
         """Count a failed attempt; True the first time the payer should be told it is being processed."""
         row = (
             await self._s.execute(
                 select(PaymentInboxRow)
-                .where(PaymentInboxRow.charge_id == charge_id, PaymentInboxRow.status == "pending")
+                .where(
+                    PaymentInboxRow.kind == kind, PaymentInboxRow.charge_id == charge_id,
+                    PaymentInboxRow.status == "pending",
+                )  # fmt: skip
                 .with_for_update()
             )
         ).scalar_one_or_none()
@@ -268,12 +276,12 @@ class SqlBillingRepository:
         rows = await self._s.scalars(
             select(PaymentInboxRow)
             .where(PaymentInboxRow.status == "pending", PaymentInboxRow.next_attempt_at <= now)
-            .order_by(PaymentInboxRow.next_attempt_at, PaymentInboxRow.id)
+            .order_by(PaymentInboxRow.kind, PaymentInboxRow.next_attempt_at, PaymentInboxRow.id)  # payments first
             .limit(limit)
         )
         return [
             InboxPayment(
-                r.user_id,
+                r.user_id, r.kind,
                 StarsPayment(r.charge_id, r.payload, r.currency, r.total_amount, r.is_recurring,
                              r.is_first_recurring, r.expires_at),
                 r.attempts, r.received_at, r.last_error,

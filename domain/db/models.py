@@ -276,17 +276,22 @@ class StripeEventRow(Base):
 
 
 class PaymentInboxRow(Base):
-    """A Stars ``successful_payment`` as received, stored before it is handled and retried until it is.
+    """A Stars ``successful_payment`` or ``refunded_payment`` as received, stored before it is handled and
+    retried until it is.
 
-    ``charge_id`` is unique: a second delivery of the same charge adds nothing. ``raw`` is the update as
+    (kind, charge_id) is unique: a second delivery of the same charge adds nothing. ``raw`` is the update as
     Telegram sent it (kept for support); the payment's fields are columns so a retry needs no Bot API types.
     """
 
     __tablename__ = "payment_inbox"
-    __table_args__ = (Index("ix_payment_inbox_status_due", "status", "next_attempt_at"),)
+    __table_args__ = (
+        UniqueConstraint("kind", "charge_id", name="uq_payment_inbox_kind_charge"),
+        Index("ix_payment_inbox_status_due", "status", "next_attempt_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    charge_id: Mapped[str] = mapped_column(String(255), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))  # paid | refunded
+    charge_id: Mapped[str] = mapped_column(String(255))
     user_id: Mapped[int] = mapped_column(BigInteger)  # no foreign key: the payer may have no user row yet
     payload: Mapped[str] = mapped_column(Text)
     currency: Mapped[str] = mapped_column(String(8))

@@ -139,3 +139,39 @@ async def test_a_failing_pre_checkout_is_still_answered(bh: Harness, monkeypatch
     calls = await bh.pre_checkout(payload, 1500)
     answer = next(c for c in calls if c.method == "answerPreCheckoutQuery")
     assert answer.params["ok"] in (False, "false") and "nothing was charged" in answer.params["error_message"]
+
+
+async def test_a_failed_refund_is_kept_and_revokes_the_plan_on_retry(
+    bh: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same class: a refunded_payment whose handling failed was swallowed, and the refunded user kept the plan."""
+    payload = await _invoice(bh)
+    assert ACTIVATED in _texts(await bh.pay(payload, 1500, charge_id="ch_back"))
+    _fail_once(bh, monkeypatch, "_apply_tier")
+    assert "refunded" not in _texts(await bh.refunded(payload, 1500, charge_id="ch_back"))
+    assert (await bh.stored_user(PAYER)).tier == "pro"  # type: ignore[union-attr]
+    async with bh.app.sessionmaker() as session:
+        row = (await session.scalars(select(PaymentInboxRow).where(PaymentInboxRow.kind == "refunded"))).one()
+    assert (row.charge_id, row.status, row.attempts) == ("ch_back", "pending", 1)
+    assert row.raw["message"]["refunded_payment"]["telegram_payment_charge_id"] == "ch_back"
+
+    assert await bh.app.billing.retry_inbox(utcnow() + timedelta(minutes=5)) == 1
+    await bh.app.drain_outbox(bh.bot)
+    assert (await bh.stored_user(PAYER)).tier == "free"  # type: ignore[union-attr]
+    assert await _count(bh, AuditRow, AuditRow.action == "billing.refunded") == 1
+    assert sum("was refunded" in c.text for c in bh.telegram.calls if c.method == "sendMessage") == 1
+    assert await bh.refunded(payload, 1500, charge_id="ch_back") == []  # redelivered: nothing more
+    assert await bh.app.billing.retry_inbox(utcnow() + timedelta(hours=2)) == 0
+    assert await _count(bh, PaymentInboxRow, PaymentInboxRow.status == "pending") == 0
+
+
+async def test_a_refund_waits_for_its_payment_still_in_the_inbox(
+    bh: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    payload = await _invoice(bh)
+    _fail_once(bh, monkeypatch, "_apply_tier")
+    await bh.pay(payload, 1500, charge_id="ch_order")  # not applied yet
+    await bh.refunded(payload, 1500, charge_id="ch_order")  # the refund arrives before the retry
+    assert await bh.app.billing.retry_inbox(utcnow() + timedelta(minutes=5)) == 2  # the payment, then its refund
+    assert (await bh.stored_user(PAYER)).tier == "free"  # type: ignore[union-attr]
+    assert await _count(bh, PaymentRow, PaymentRow.status == "refunded") == 1
