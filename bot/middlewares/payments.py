@@ -16,6 +16,7 @@ Outside the error layer (which answers and swallows every failure), so:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -33,6 +34,7 @@ from domain.billing.service import PAID, REFUNDED, BillingService
 
 log = logging.getLogger(__name__)
 
+RECEIVE_RETRIES = (0.5, 1.0, 2.0)  # seconds between attempts to store a received payment
 ERROR_REPORT = "error_report"  # where the error layer leaves its report (bot/middlewares/errors.py)
 
 
@@ -74,7 +76,7 @@ class PaymentInboxMiddleware(BaseMiddleware):
             return await handler(event, data)
         kind, payment = received
         payer = message.from_user.id
-        await self._billing.receive_stars(payer, payment, event.model_dump(mode="json", exclude_none=True), kind)
+        await self._receive(payer, payment, event.model_dump(mode="json", exclude_none=True), kind)
         result = await handler(event, data)
         if await self._billing.stars_pending(payment.charge_id, kind):
             report: Report | None = data.get(ERROR_REPORT)
@@ -82,6 +84,21 @@ class PaymentInboxMiddleware(BaseMiddleware):
             log.warning("%s %s received but not applied (%s): queued for a retry", kind, payment.charge_id, error)
             await self._billing.stars_deferred(payer, payment.charge_id, error, kind=kind)
         return result
+
+    async def _receive(self, payer: int, payment: StarsPayment, raw: dict[str, Any], kind: str) -> None:
+        """Store it, retrying a failing database briefly: long polling has already moved past this update,
+        so giving up here is the last chance. The final failure escapes (a webhook answers 500)."""
+        for delay in (*RECEIVE_RETRIES, None):
+            try:
+                await self._billing.receive_stars(payer, payment, raw, kind)
+                return
+            except Exception:
+                if delay is None:
+                    log.error("%s %s of a user could NOT be stored; the update is not acknowledged", kind,
+                              payment.charge_id, exc_info=True)  # fmt: skip
+                    raise
+                log.warning("storing %s %s failed; retrying in %.1fs", kind, payment.charge_id, delay, exc_info=True)
+                await asyncio.sleep(delay)
 
     async def _pre_checkout(
         self,

@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
+from bot.middlewares import payments
 from bot.settings import Settings
 from domain.clock import utcnow
 from domain.db.models import AuditRow, PaymentInboxRow, PaymentRow, SubscriptionRow
@@ -48,12 +49,17 @@ async def _invoice(h: Harness) -> str:
 
 def _fail_once(h: Harness, monkeypatch: pytest.MonkeyPatch, name: str) -> list[int]:
     """Make one billing step raise a database error the first time it runs."""
+    return _fail_times(h, monkeypatch, name, 1)
+
+
+def _fail_times(h: Harness, monkeypatch: pytest.MonkeyPatch, name: str, times: int) -> list[int]:
+    """Make one billing step raise a database error the first ``times`` times it runs."""
     original = getattr(h.app.billing, name)
     calls: list[int] = []
 
     async def flaky(*args: Any, **kwargs: Any) -> Any:
         calls.append(1)
-        if len(calls) == 1:
+        if len(calls) <= times:
             raise OperationalError("UPDATE users", {}, ConnectionError("database connection lost"))
         return await original(*args, **kwargs)
 
@@ -119,14 +125,18 @@ async def test_a_redelivery_before_the_retry_grants_once(bh: Harness, monkeypatc
 async def test_a_payment_that_cannot_be_stored_is_not_acknowledged(
     bh: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The exception escapes the dispatcher: the webhook answers 500 and Telegram delivers it again."""
+    """Storing is retried briefly; then the exception escapes the dispatcher: the webhook answers 500 and
+    Telegram delivers it again."""
+    monkeypatch.setattr(payments, "RECEIVE_RETRIES", (0.0, 0.0))
     payload = await _invoice(bh)
-    _fail_once(bh, monkeypatch, "receive_stars")
+    attempts = _fail_once(bh, monkeypatch, "receive_stars")  # a blip: the second attempt stores it
+    assert ACTIVATED in _texts(await bh.pay(payload, 1500, charge_id="ch_blip")) and len(attempts) == 2
+    down = _fail_times(bh, monkeypatch, "receive_stars", 3)
     with pytest.raises(OperationalError):
         await bh.pay(payload, 1500, charge_id="ch_retry")
-    assert await _count(bh, PaymentInboxRow) == 0
-    assert ACTIVATED in _texts(await bh.pay(payload, 1500, charge_id="ch_retry"))
-    assert await _count(bh, PaymentRow) == 1
+    assert len(down) == 3 and await _count(bh, PaymentInboxRow, PaymentInboxRow.charge_id == "ch_retry") == 0
+    assert ACTIVATED in _texts(await bh.pay(payload, 1500, charge_id="ch_retry"))  # Telegram's redelivery
+    assert await _count(bh, PaymentRow) == 2
 
 
 async def test_a_failing_pre_checkout_is_still_answered(bh: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
