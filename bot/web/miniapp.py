@@ -617,6 +617,10 @@ class MiniApp:
         except ApiError as exc:
             await ws.close(code=4401 if exc.status == 401 else 4403, message=exc.error.encode())
             return ws
+        except Exception:  # the database failing mid-check: a clean close, never an escaping handler error
+            log.exception("web view: socket authentication failed")
+            await ws.close(code=1011, message=b"internal")
+            return ws
         transport = request.transport
         if transport is None or ws.closed:
             return ws
