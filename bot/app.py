@@ -35,6 +35,7 @@ from bot.middlewares.database import UnitOfWorkMiddleware
 from bot.middlewares.dedup import DeduplicateMiddleware
 from bot.middlewares.errors import ErrorMiddleware
 from bot.middlewares.metering import MeteringMiddleware
+from bot.middlewares.payments import PaymentInboxMiddleware
 from bot.middlewares.private import PrivateChatMiddleware
 from bot.middlewares.ratelimit import RateLimitMiddleware
 from bot.middlewares.secret_input import SecretInputMiddleware
@@ -210,8 +211,9 @@ async def create_app(
     users.on_drop.append(app.compliance.forget)
     app.compliance.on_change.append(users.forget)
     app.user_sync = UserCacheSync(redis, users) if redis is not None else None
+    current, *old_secrets = settings.secrets()
     app.billing = BillingService(
-        tiers, users, settings.secret(), unit=lambda: UnitOfWork(sessionmaker), stripe=_stripe(settings)
+        tiers, users, current, unit=lambda: UnitOfWork(sessionmaker), stripe=_stripe(settings), old_secrets=old_secrets
     )
     app.market = await TradingRuntime.create(settings, sessionmaker, tiers, redis)
     app.notifier = notifier = OutboxNotifier(sessionmaker)  # every proactive message goes through the outbox
@@ -280,6 +282,7 @@ def _dispatcher(app: App, limiter: RateLimiter, ledger: UpdateLedger, reporter: 
     # only what was actually handled.
     for middleware in (
         ObservabilityMiddleware(app.metrics, app.settings.secret()),
+        PaymentInboxMiddleware(app.billing, app.i18n),  # outside the error layer: a payment is stored first
         ErrorMiddleware(reporter, app.i18n, app.registry),
         DeduplicateMiddleware(ledger),
         dp.fsm,  # FSM state (Redis with REDIS_URL), after de-duplication and inside the error layer

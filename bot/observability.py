@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.errors import dna, hash_user
 from domain.admin import OpsFigures, PoolFigures
+from domain.db.billing import SqlBillingRepository
 from domain.db.models import OutboxRow, UserRow
 from domain.db.outbox import SqlOutboxRepository
 from domain.health import HealthService
@@ -98,6 +99,9 @@ class Metrics:
             "hybrid_outbox_lag_seconds", "Age of the oldest waiting message, by outbox (0 when empty)", ["outbox"],
             registry=self.registry,
         )  # fmt: skip
+        self.payments_waiting = Gauge(
+            "hybrid_payments_waiting", "Stars payments received and not applied yet (retried)", registry=self.registry
+        )
         self.tick_rate = Gauge("hybrid_tick_rate", "Ticks per second through the market feed", registry=self.registry)
         self.gateway_latency = Gauge(
             "hybrid_gateway_latency_seconds", "MT5 gateway ping (NaN while unreachable)", registry=self.registry
@@ -328,7 +332,7 @@ class OpsMonitor:
         self._max_age = max_age
         self._outboxes: dict[str, OutboxProbe] = {"notifications": notification_outbox, "broadcast": broadcast_outbox}
         self._last: tuple[float, OpsFigures] | None = None
-        self._stored: tuple[int, float | None, int, int] = (0, None, 0, 0)  # last good database figures
+        self._stored: tuple[int, float | None, int, int, int, float | None] = (0, None, 0, 0, 0, None)  # last good
         self._lock = asyncio.Lock()
 
     def add_outbox(self, name: str, probe: OutboxProbe) -> None:
@@ -359,7 +363,7 @@ class OpsMonitor:
                 self._pool = await self._terminals()
             except Exception:
                 log.warning("ops figures: terminal pool unavailable, keeping the last ones", exc_info=True)
-        depth, lag, active_1h, active_24h = self._stored
+        depth, lag, active_1h, active_24h, payments, payments_age = self._stored
         figures = OpsFigures(
             updates=m.total(m.updates),
             errors=m.total(m.errors),
@@ -370,6 +374,8 @@ class OpsMonitor:
             active_1h=active_1h,
             active_24h=active_24h,
             terminals=self._pool,
+            payments_waiting=payments,
+            payments_oldest_s=payments_age,
         )
         if self._pool is not None:
             for state in ("size", "leased", "free", "unhealthy"):
@@ -380,9 +386,10 @@ class OpsMonitor:
         m.gateway_latency.set(gateway_ms / 1000 if gateway_ms is not None else float("nan"))
         m.active_users.labels("1h").set(active_1h)
         m.active_users.labels("24h").set(active_24h)
+        m.payments_waiting.set(payments)
         return figures
 
-    async def _from_database(self) -> tuple[int, float | None, int, int]:
+    async def _from_database(self) -> tuple[int, float | None, int, int, int, float | None]:
         now = datetime.now(UTC)
         depth, lag = 0, None
         async with self._sessionmaker() as session:
@@ -402,4 +409,6 @@ class OpsMonitor:
                     ).select_from(UserRow)
                 )
             ).one()
-        return depth, lag, int(active_1h or 0), int(active_24h or 0)
+            inbox = await SqlBillingRepository(session).inbox_figures()
+        payments_age = max(0.0, (now - inbox.oldest).total_seconds()) if inbox.oldest is not None else None
+        return depth, lag, int(active_1h or 0), int(active_24h or 0), inbox.pending, payments_age

@@ -48,7 +48,8 @@ class Settings(BaseSettings):
     stripe_price_enterprise: str | None = None
     admin_ids: IdSet = frozenset()
     support_ids: IdSet = frozenset()
-    secret_key: SecretStr | None = None
+    secret_key: SecretStr | None = None  # the current key first; old ones after commas (rotation)
+    secret_key_old: SecretStr | None = None  # old keys, comma-separated: still read, never used to write
     sentry_dsn: SecretStr | None = None
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "text"] = "auto"  # auto: text on a terminal, JSON lines otherwise
@@ -93,11 +94,33 @@ class Settings(BaseSettings):
         return None
 
     def secret(self) -> bytes:
-        """SECRET_KEY, or a key generated once into DATA_DIR (kept private to its owner)."""
-        if self.secret_key is not None:
-            return self.secret_key.get_secret_value().encode()
-        path = self.ensure_data_dir() / "secret.key"
+        """The current secret: SECRET_KEY's first value, or a key generated once into DATA_DIR."""
+        return self.secrets()[0]
+
+    def secrets(self) -> tuple[bytes, ...]:
+        """Every secret, the current one first, then the old ones still accepted (key rotation).
+
+        ``SECRET_KEY=new,old1,old2`` or ``SECRET_KEY=new`` with ``SECRET_KEY_OLD=old1,old2``: credentials
+        are sealed and links signed with the first; anything made under an old one is still read (stored
+        credentials are re-sealed under the first at start-up). Without SECRET_KEY: the generated key.
+        """
+        if self.secret_key is None:
+            return (self._generated(create=True),)
+        keys = _split(self.secret_key) + (_split(self.secret_key_old) if self.secret_key_old else [])
+        if not keys:
+            raise ValueError("SECRET_KEY is set but empty")
+        path = self.data_dir / "secret.key"  # moving from the generated key to SECRET_KEY keeps its data readable
+        if path.exists():
+            keys.append(self._generated(create=False))
+        return tuple(dict.fromkeys(keys))
+
+    def _generated(self, *, create: bool) -> bytes:
+        path = self.ensure_data_dir() / "secret.key" if create else self.data_dir / "secret.key"
         if not path.exists():
             path.touch(mode=0o600)
             path.write_text(secrets.token_urlsafe(48))
         return path.read_text().strip().encode()
+
+
+def _split(value: SecretStr) -> list[bytes]:
+    return [part.strip().encode() for part in value.get_secret_value().split(",") if part.strip()]

@@ -79,6 +79,8 @@ class OpsFigures:
     active_1h: int  # users seen in the last hour
     active_24h: int  # users seen in the last 24 hours
     terminals: PoolFigures | None = None  # the MT5 terminal pool; None on the sim backend
+    payments_waiting: int = 0  # Stars payments received and not applied yet (the payment inbox retries them)
+    payments_oldest_s: float | None = None  # age of the oldest of them
 
 
 class OpsSource(Protocol):

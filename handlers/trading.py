@@ -366,7 +366,8 @@ def make_router() -> Router:
             return autotrade_live_view(panel, code)
         if action == "confirm":
             code = (await state.get_data()).get(LIVE_CODE)
-            if not code or not secrets.compare_digest(str(code), cb.value):
+            # bytes: compare_digest raises TypeError on a non-ASCII str (forged button data)
+            if not code or not secrets.compare_digest(str(code).encode(), cb.value.encode()):
                 raise AutoTradeRefused("live confirmation was not asked for")
             await state.update_data({LIVE_CODE: None})
             return await autotrade.confirm_live(uow, user.id, tier)

@@ -90,6 +90,7 @@ class MarketFeed:
                 self.bus.publish(tick)
                 published += 1
         self.hub.count_ticks(published)
+        await self.evaluator.settle()  # what these ticks fired is committed before the next poll
         return published
 
     async def run(self) -> None:

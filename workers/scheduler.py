@@ -19,11 +19,15 @@ Jobs
   (180 days: quotas need a day, the Stripe overage look-back a few, /admin
   and analytics half a year) with their meter-report marks, ErrorDNA events
   after ``KEEP_ERRORS`` (90 days: long enough for a user to quote a reference
-  id to support).
+  id to support), applied payment-inbox rows after ``KEEP_APPLIED_PAYMENTS``
+  (90 days: the payment itself stays in ``payments``; the raw update holds the payer's name). A payment
+  still waiting in the inbox is never removed.
 - ``reconcile``: orders whose outcome is unknown (no answer from the terminal,
   or a process that died mid-send) are looked up in the terminal and settled
   once, and their users told (domain/trading/reconcile.py). At start-up, then
   every 30 s.
+- ``payment-inbox``: applies Stars payments and refunds received but not applied by their own update
+  (BillingService.retry_inbox). 30 s.
 - ``performance-digests``: each trader's daily (and, on Sundays, weekly)
   performance at their local evening (workers/digests.py). 10 min.
 
@@ -46,7 +50,7 @@ from redis.asyncio import Redis
 from sqlalchemy import delete
 
 from domain.clock import Clock, utcnow
-from domain.db.models import ErrorEventRow, MeterReportRow, UsageEventRow
+from domain.db.models import ErrorEventRow, MeterReportRow, PaymentInboxRow, UsageEventRow
 from domain.db.outbox import SqlOutboxRepository
 from domain.leader import Lease, lead
 from domain.outbox import KEEP_FINISHED, STALE_CLAIM
@@ -62,6 +66,7 @@ log = logging.getLogger(__name__)
 LEASE_TTL = 15.0
 KEEP_USAGE = timedelta(days=180)
 KEEP_ERRORS = timedelta(days=90)
+KEEP_APPLIED_PAYMENTS = timedelta(days=90)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +118,13 @@ async def billing_job(app: App) -> None:
     await app.billing.report_overage()
 
 
+async def payment_inbox_job(app: App) -> None:
+    """Apply Stars payments that were received but not applied by their own update (bot/middlewares/payments.py)."""
+    applied = await app.billing.retry_inbox()
+    if applied:
+        log.info("payment inbox: %d received payment(s) applied on retry", applied)
+
+
 async def recover_job(app: App) -> None:
     async with app.sessionmaker() as session:
         n = await SqlOutboxRepository(session).recover(utcnow() - STALE_CLAIM)
@@ -132,6 +144,12 @@ async def retention_job(app: App, clock: Clock = utcnow) -> dict[str, int]:
         removed["meter_reports"] = int(result.rowcount or 0)
         result = await session.execute(delete(ErrorEventRow).where(ErrorEventRow.at < now - KEEP_ERRORS))
         removed["error_events"] = int(result.rowcount or 0)
+        result = await session.execute(
+            delete(PaymentInboxRow).where(
+                PaymentInboxRow.status == "done", PaymentInboxRow.done_at < now - KEEP_APPLIED_PAYMENTS
+            )
+        )
+        removed["payment_inbox"] = int(result.rowcount or 0)
         await session.commit()
     if any(removed.values()):
         log.info("retention: removed %s", removed)
@@ -141,6 +159,7 @@ async def retention_job(app: App, clock: Clock = utcnow) -> dict[str, int]:
 def default_jobs(app: App) -> list[Job]:
     jobs = [
         Job("billing", 60.0, lambda: billing_job(app)),
+        Job("payment-inbox", 30.0, lambda: payment_inbox_job(app)),
         Job("outbox-recover", 60.0, lambda: recover_job(app)),
         Job("retention", 3600.0, lambda: retention_job(app)),
         Job("reconcile", RECONCILE_EVERY, app.market.reconciler.run_once),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from aiogram import Bot, Dispatcher
@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from domain.alerts.service import AlertEvaluator
 from domain.db.terminals import SqlTerminalStore
-from domain.db.trading import SqlAlertStore, SqlDemoStore
+from domain.db.trading import SqlAlertStore, SqlDemoStore, reseal_credentials
 from domain.db.uow import UnitOfWork
 from domain.health import HealthService, Probe
 from domain.market.redis_tickbus import RedisTickBus
@@ -44,7 +44,8 @@ log = logging.getLogger(__name__)
 
 class TradingRuntime:
     def __init__(self, hub: MarketHub, sessionmaker: async_sessionmaker[AsyncSession], tiers: TierCatalog,
-                 secret: bytes, *, feed_interval: float = 1.0, redis: Redis | None = None) -> None:  # fmt: skip
+                 secret: bytes, *, feed_interval: float = 1.0, redis: Redis | None = None,
+                 old_secrets: Sequence[bytes] = ()) -> None:  # fmt: skip
         self.hub = hub
         self.sessionmaker = sessionmaker
         self.evaluator = AlertEvaluator(SqlAlertStore(sessionmaker))
@@ -63,9 +64,10 @@ class TradingRuntime:
         evaluator = PublishingEvaluator(self.evaluator, redis) if redis is not None else self.evaluator
         self.alerts = AlertService(hub, evaluator)  # type: ignore[arg-type]
         self.follower = AlertFollower(redis, self.evaluator, sessionmaker) if redis is not None else None
+        self.box = SecretBox(secret, *old_secrets)  # seals with SECRET_KEY, opens with it or an old one
         # One lock per trading account across processes: PostgreSQL, else Redis, else this process.
         locks = account_locks(sessionmaker.kw["bind"], redis)
-        self.trading = TradingService(hub, tiers, SecretBox(secret), locks=locks)
+        self.trading = TradingService(hub, tiers, self.box, locks=locks)
         # Orders whose outcome is unknown, settled from the terminal (the scheduler's ``reconcile`` job);
         # the app gives it the notice that tells the user (bot/views/trading.py SettlementNotice).
         self.reconciler = Reconciler(lambda: UnitOfWork(sessionmaker), self.trading)
@@ -76,15 +78,16 @@ class TradingRuntime:
     async def create(cls, settings: Any, sessionmaker: async_sessionmaker[AsyncSession],
                      tiers: TierCatalog, redis: Redis | None = None) -> TradingRuntime:  # fmt: skip
         secret = settings.mt5_bridge_secret.get_secret_value().encode() if settings.mt5_bridge_secret else None
+        current, *old = settings.secrets()
         pool = build_pool(
             settings.mt5_backend, SqlTerminalStore(sessionmaker), host=settings.mt5_rpyc_host,
             port=settings.mt5_rpyc_port, pool=settings.mt5_rpyc_pool, paths=settings.mt5_terminal_paths,
-            secret=secret, secret_key=settings.secret(),
+            secret=secret, secret_key=current,
         )  # fmt: skip
         hub = MarketHub(
             backend=settings.mt5_backend, host=settings.mt5_rpyc_host, port=settings.mt5_rpyc_port, pool=pool
         )
-        runtime = cls(hub, sessionmaker, tiers, settings.secret(), redis=redis)
+        runtime = cls(hub, sessionmaker, tiers, current, redis=redis, old_secrets=old)
         await runtime.load()
         return runtime
 
@@ -92,6 +95,12 @@ class TradingRuntime:
         """Attach the stored demo accounts and load the live alert rules (again after a restart)."""
         await self.hub.start(SqlDemoStore(self.sessionmaker))
         await self.evaluator.load()
+        resealed, unreadable = await reseal_credentials(self.sessionmaker, self.box)
+        if resealed:
+            log.info("re-sealed %d stored credential(s) under the current SECRET_KEY", resealed)
+        if unreadable:
+            log.error("%d stored credential(s) open under no configured SECRET_KEY: those users must link again",
+                      unreadable)  # fmt: skip
 
     def install(self, dp: Dispatcher, health: HealthService) -> None:
         dp["market"] = self.hub
@@ -109,12 +118,14 @@ class TradingRuntime:
     def attach(self, target: Bot | Notifier, i18n: I18n) -> AlertDelivery:
         """Deliver fired alerts through ``target`` after they are persisted (``delivery.notify``)."""
         self.delivery = AlertDelivery(target, i18n, self.sessionmaker, self.hub)
+        self.evaluator.notify = self.delivery.notify
         return self.delivery
 
     def attach_outbox(self, i18n: I18n, wake: Callable[[], None] | None = None) -> AlertDelivery:
         """Record each firing and queue its message in one transaction (the notification outbox)."""
         self.delivery = AlertDelivery(None, i18n, self.sessionmaker, self.hub)
         self.evaluator.persist = self.delivery.persist
+        self.evaluator.notify = None  # the message is queued with the firing
         if wake is not None:
             self.delivery.on_queued.append(wake)
         self._outboxed = True

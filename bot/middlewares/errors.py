@@ -49,6 +49,7 @@ class ErrorMiddleware(BaseMiddleware):
                 exc, context=error_context(self._registry, event, raw_state), user_id=tg_user.id if tg_user else None,
                 hide=secret_input(event, raw_state),
             )  # fmt: skip
+            data["error_report"] = report  # for the payment inbox outside this layer (bot/middlewares/payments.py)
             target = interactive(event)
             if target is None:
                 return None

@@ -343,6 +343,12 @@ def precheckout_error(reason: str) -> str:
     return _(PRECHECKOUT_ERRORS.get(reason, PRECHECKOUT_ERRORS["payload"]))
 
 
+def precheckout_failed(ref: str) -> str:
+    return _(
+        "We couldn't check this payment just now, so nothing was charged. Please try again in a minute (ref {ref})."
+    ).format(ref=html.quote(ref))
+
+
 def notice_text(notice: Notice) -> str:
     p = notice.params
     tier = tier_name(str(p.get("tier") or "free"))
@@ -390,6 +396,11 @@ def notice_text(notice: Notice) -> str:
         if p.get("until"):
             return taken + " " + _("Your referral {tier} now runs until {date}.").format(tier=tier, date=until)
         return taken + " " + _("Your referral {tier} has ended.").format(tier=tier)
+    if kind == NoticeKind.PAYMENT_PROCESSING:
+        return _(
+            "⏳ We received your payment and are activating it. It can take a few minutes; "
+            "we'll message you as soon as it's done. Nothing more to pay."
+        )
     if kind == NoticeKind.REFUNDED:
         return _("↩️ Your payment of {amount} ⭐ was refunded.").format(amount=p.get("amount", 0))
     return _("➕ {n} AI analyses added; you have {balance} extra now.").format(

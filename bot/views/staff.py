@@ -10,7 +10,7 @@ from aiogram.utils.i18n import gettext as _
 from bot.callbacks import CallbackInt
 from bot.i18n import N_
 from bot.views import View
-from bot.views.common import Button, keyboard, tier_name
+from bot.views.common import Button, duration, keyboard, tier_name
 from bot.views.status import ops_lines
 from bot.views.support import STATUS_MARKS, category_name
 from domain.admin import Dashboard, UserCard
@@ -120,6 +120,12 @@ def dashboard(d: Dashboard) -> str:
     lines += [f"• {html.quote(t[:120])}" for t in f.recent_requests]
     if d.ops is not None:  # the same figures as /metrics and /status
         lines += ["", _("<b>Operations</b>"), *ops_lines(d.ops)]
+        if d.ops.payments_waiting:  # staff only: payments taken and not applied yet (retried every 30 s)
+            lines.append(
+                _("⚠️ Payments received, not applied yet: {n}, oldest {age}").format(
+                    n=d.ops.payments_waiting, age=duration(d.ops.payments_oldest_s or 0.0)
+                )
+            )
     return "\n".join(lines)
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hmac
+import re
+
 from aiogram import Bot
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
@@ -12,6 +15,31 @@ from bot.web.miniapp import install as install_miniapp
 from bot.web.stripe import STRIPE_WEBHOOK_PATH, stripe_webhook
 
 TELEGRAM_WEBHOOK_PATH = "/webhooks/telegram"
+# Telegram's rule for setWebhook's secret_token: 1-256 characters of A-Z, a-z, 0-9, _ and -.
+WEBHOOK_SECRET_FORMAT = re.compile(r"[A-Za-z0-9_-]{1,256}")
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+
+
+class WebhookSecretMissing(ValueError):
+    """Webhook mode without WEBHOOK_SECRET: anyone could post updates as any user (an admin's /grant)."""
+
+
+class VerifiedRequestHandler(SimpleRequestHandler):
+    """aiogram's webhook handler, refusing any update without Telegram's secret header.
+
+    The comparison is constant-time over bytes: aiogram's own compares ``str`` and raises
+    TypeError (a 500) on a non-ASCII header.
+    """
+
+    def __init__(self, *args: object, secret_token: str, **kwargs: object) -> None:
+        if not secret_token:
+            raise WebhookSecretMissing("webhook mode needs WEBHOOK_SECRET")
+        super().__init__(*args, secret_token=secret_token, **kwargs)  # type: ignore[arg-type]
+        self._expected = secret_token.encode()
+
+    def verify_secret(self, telegram_secret_token: str, bot: Bot) -> bool:
+        received = (telegram_secret_token or "").encode("utf-8", "surrogateescape")
+        return hmac.compare_digest(received, self._expected)
 
 
 def create_web_app(app: App, bot: Bot, *, webhook_secret: str | None = None, webhook: bool = False) -> web.Application:
@@ -40,6 +68,8 @@ def create_web_app(app: App, bot: Bot, *, webhook_secret: str | None = None, web
     if webhook:
         # In the foreground: Telegram gets 200 only after the update was handled,
         # so a crash mid-update means redelivery, not a lost message.
-        handler = SimpleRequestHandler(app.dispatcher, bot, secret_token=webhook_secret, handle_in_background=False)
+        handler = VerifiedRequestHandler(
+            app.dispatcher, bot, secret_token=webhook_secret or "", handle_in_background=False
+        )
         handler.register(web_app, path=TELEGRAM_WEBHOOK_PATH)
     return web_app

@@ -22,7 +22,7 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
@@ -81,9 +81,13 @@ class WebAuth:
         max_age: int = INIT_DATA_MAX_AGE,
         link_ttl: int = LINK_TTL,
         clock: Callable[[], float] = time.time,
+        old_secrets: Sequence[bytes] = (),
     ) -> None:
+        """``secret`` signs links; links signed under one of ``old_secrets`` (before a SECRET_KEY rotation)
+        are still accepted until they expire."""
         self._webapp_secret = _hmac(b"WebAppData", bot_token.encode()) if bot_token else None
         self._link_key = _hmac(secret, b"hybrid-trader/web-link/v1")
+        self._link_keys = [self._link_key, *(_hmac(s, b"hybrid-trader/web-link/v1") for s in old_secrets if s)]
         self.max_age = max_age
         self.link_ttl = link_ttl
         self.clock = clock
@@ -103,7 +107,8 @@ class WebAuth:
             raise Unauthorized("initData repeats a field")
         received = fields.pop("hash", "")
         expected = hmac.new(self._webapp_secret, _check_string(fields), hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, received.lower()):
+        # bytes, not str: compare_digest raises TypeError on a non-ASCII str (a 500 per forged request)
+        if not hmac.compare_digest(expected.encode(), received.lower().encode("utf-8", "surrogateescape")):
             raise Unauthorized("initData hash mismatch")
         try:
             auth_date = int(fields["auth_date"])
@@ -141,7 +146,7 @@ class WebAuth:
             payload, signature = _unb64(body), _unb64(mac)
         except (binascii.Error, ValueError):
             raise Unauthorized("malformed link token") from None
-        if not hmac.compare_digest(_hmac(self._link_key, payload), signature):
+        if not any([hmac.compare_digest(_hmac(key, payload), signature) for key in self._link_keys]):
             raise Unauthorized("link token signature mismatch")
         try:
             data = json.loads(payload)
@@ -157,10 +162,13 @@ class WebAuth:
         """``Authorization: tma <initData>`` or ``Authorization: link <token>``."""
         scheme, _, value = (authorization or "").strip().partition(" ")
         scheme = scheme.lower()
-        if scheme == "tma":
-            return self.verify_init_data(value.strip())
-        if scheme == "link":
-            return self.verify_link_token(value.strip())
+        try:
+            if scheme == "tma":
+                return self.verify_init_data(value.strip())
+            if scheme == "link":
+                return self.verify_link_token(value.strip())
+        except (TypeError, ValueError, UnicodeError) as exc:  # hostile bytes are a refusal, never a 500
+            raise Unauthorized(f"malformed credentials ({type(exc).__name__})") from None
         raise Unauthorized("no credentials")
 
     def link(self, base_url: str, user_id: int, page: str = "") -> str:

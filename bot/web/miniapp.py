@@ -617,6 +617,10 @@ class MiniApp:
         except ApiError as exc:
             await ws.close(code=4401 if exc.status == 401 else 4403, message=exc.error.encode())
             return ws
+        except Exception:  # the database failing mid-check: a clean close, never an escaping handler error
+            log.exception("web view: socket authentication failed")
+            await ws.close(code=1011, message=b"internal")
+            return ws
         transport = request.transport
         if transport is None or ws.closed:
             return ws
@@ -683,7 +687,8 @@ def _field(msg: Any, name: str) -> Any:
 
 def install(web_app: web.Application, app: App, bot_token: str) -> MiniApp:
     """Mount the Mini App on the web server (the same server as the webhooks)."""
-    mini = MiniApp(app, WebAuth(bot_token, app.settings.secret()))
+    current, *old = app.settings.secrets()
+    mini = MiniApp(app, WebAuth(bot_token, current, old_secrets=old))
     mini.register(web_app)
     web_app[MINIAPP] = mini
     return mini

@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 STRIPE_WEBHOOK_PATH = "/webhooks/stripe"
 MAX_BODY = 512 * 1024
+TOLERANCE = 300  # seconds: an older signed event is refused (Stripe's own default, kept explicit)
 
 
 def stripe_webhook(app: App, bot: Bot) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -29,9 +30,13 @@ def stripe_webhook(app: App, bot: Bot) -> Callable[[web.Request], Awaitable[web.
         payload = await request.read()
         if len(payload) > MAX_BODY:
             return web.json_response({"error": "too large"}, status=413)
+        signature = request.headers.get("Stripe-Signature") or ""
         try:
+            if not signature.isascii():  # the SDK's compare_digest raises TypeError (a 500) on a non-ASCII str
+                raise ValueError("non-ASCII signature header")
+            # the SDK compares in constant time and refuses a signature older than TOLERANCE (a replay)
             event = stripe.Webhook.construct_event(
-                payload.decode("utf-8"), request.headers.get("Stripe-Signature"), secret.get_secret_value()
+                payload.decode("utf-8"), signature, secret.get_secret_value(), tolerance=TOLERANCE
             )
         except (ValueError, UnicodeDecodeError, stripe.SignatureVerificationError):
             log.warning("rejected a Stripe webhook with a bad signature or body")

@@ -2,8 +2,11 @@
 
 The per-tick path is the index alone (``AlertEvaluator.on_tick`` is the
 index's own method, registered as a bus listener); fired events go to an
-in-memory FIFO and an async consumer (``run``) persists each one and only
-then notifies. Because a firing updates the in-memory rule at once (a one-shot
+in-memory FIFO that the market feed settles (``settle``: persists each one,
+then notifies) before it polls again, so a firing is committed in the poll
+that detected it rather than waiting in memory for another task (a crash
+there lost it: cross and percent-move alerts need the moment they detected).
+An async consumer (``run``) retries what could not be persisted. Because a firing updates the in-memory rule at once (a one-shot
 rule leaves the index, a repeating one starts its cooldown), one process fires
 a rule once per crossing; because the state is persisted before the user is
 told, and ``load`` skips finished rules and restarts cooldowns and cross sides
@@ -64,6 +67,8 @@ class AlertEvaluator:
         self._retry_delay = retry_delay
         self._max_retry_delay = max_retry_delay
         self._stopping = False
+        self._flushing = asyncio.Lock()  # the feed's settle and the run loop never persist one event twice
+        self.notify: Notifier | None = None  # told after each persisted firing (None: the outbox path)
         self.persisted = 0
         self.skipped = 0  # fired events the repository refused (already recorded)
         self.notify_errors = 0
@@ -129,6 +134,24 @@ class AlertEvaluator:
         A repository failure leaves the failed event at the head of the queue
         and propagates.
         """
+        notify = notify if notify is not None else self.notify
+        async with self._flushing:
+            return await self._flush(notify)
+
+    async def settle(self) -> int:
+        """Persist what the last ticks fired, now (the market feed calls it after each poll).
+
+        A repository failure is logged and left to ``run``'s retries; the events stay queued."""
+        if not self._fired:
+            return 0
+        try:
+            return await self.flush()
+        except Exception:
+            log.exception("alert persistence failed; %d events pending, retried in the background", len(self._fired))
+            self._wake.set()
+            return 0
+
+    async def _flush(self, notify: Notifier | None) -> int:
         done = 0
         fired = self._fired
         while fired:
@@ -150,6 +173,8 @@ class AlertEvaluator:
 
     async def run(self, notify: Notifier | None = None) -> None:
         """Persist and notify fired events until ``stop``; repository errors are retried with backoff."""
+        if notify is not None:
+            self.notify = notify
         self._stopping = False
         delay = self._retry_delay
         while not self._stopping:

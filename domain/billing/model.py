@@ -127,6 +127,7 @@ class NoticeKind(StrEnum):
     REFERRAL_REVOKED = "referral_revoked"
     REFUNDED = "refunded"
     CREDITS_ADDED = "credits_added"
+    PAYMENT_PROCESSING = "payment_processing"  # received, not applied yet: the inbox retries it
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +157,26 @@ class StarsPayment:
     is_recurring: bool
     is_first_recurring: bool
     expires_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class InboxPayment:
+    """A Stars payment as stored in the payment inbox before it was applied."""
+
+    user_id: int
+    kind: str  # paid | refunded
+    payment: StarsPayment
+    attempts: int
+    received_at: datetime
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class InboxFigures:
+    """Payments received and not applied yet (the retry job's backlog), for staff."""
+
+    pending: int
+    oldest: datetime | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -30,6 +30,7 @@ from domain.billing.model import (
     TRIAL_DAYS,
     TRIAL_TIER,
     AlreadySubscribed,
+    InboxFigures,
     NothingToManage,
     Notice,
     NoticeKind,
@@ -47,7 +48,7 @@ from domain.billing.model import (
 )
 from domain.billing.stripe import StripeGateway, StripeSubscription
 from domain.clock import Clock, utcnow
-from domain.errors import Forbidden
+from domain.errors import DomainError, Forbidden
 from domain.quotas import ai_day, ai_day_start
 from domain.tiers import FREE, Quota, TierCatalog
 from domain.users import User, UserService
@@ -62,6 +63,9 @@ OVERAGE_LOOKBACK = timedelta(days=7)
 METER_EVENT = "ai_analysis_overage"
 REVERSALS = ("charge.refunded", "charge.dispute.created")  # Stripe events that take a card payment back
 _LIVE = (Status.TRIALING, Status.ACTIVE, Status.PAST_DUE)
+PAID, REFUNDED = "paid", "refunded"  # the payment inbox's kinds
+INBOX_RETRY = timedelta(seconds=30)  # a received payment not applied by its update is retried after this
+INBOX_MAX_RETRY = timedelta(hours=1)  # ... doubling up to this
 
 
 class StarsApi(Protocol):
@@ -89,10 +93,13 @@ class BillingService:
         unit: Callable[[], UnitOfWork],
         stripe: StripeGateway | None = None,
         clock: Clock = utcnow,
+        old_secrets: Sequence[bytes] = (),
     ) -> None:
         self._tiers = tiers
         self._users = users
         self._key = hashlib.sha256(b"billing-payload:" + secret).digest()
+        # invoices signed before a SECRET_KEY rotation stay payable (and are recognised when paid)
+        self._keys = [self._key, *(hashlib.sha256(b"billing-payload:" + s).digest() for s in old_secrets if s)]
         self._unit = unit
         self.stripe = stripe
         self._clock = clock
@@ -199,7 +206,9 @@ class BillingService:
             user_id=user.id, rail=Rail.STARS, kind=kind, tier=tier, amount=payment.total_amount,
             currency=payment.currency, status="paid", external_id=external, now=now,
         )  # fmt: skip
+        await uow.billing.inbox_done(payment.charge_id, now)  # applied: the inbox stops retrying it
         if not created:
+            await uow.commit()
             return []
         await self._audit(
             uow, "billing.stars_paid", user.id, user.id, {"charge_id": payment.charge_id, "kind": kind, "tier": tier}
@@ -232,6 +241,75 @@ class BillingService:
         self._forget(touched)
         return notices
 
+    # --- the payment inbox: a received payment is stored first, then applied until it is ---
+
+    async def receive_stars(
+        self, user_id: int, payment: StarsPayment, raw: dict[str, Any], kind: str = PAID
+    ) -> bool:
+        """Store a successful_payment (``kind`` paid) or refunded_payment (refunded) before anything else,
+        in its own committed transaction.
+
+        Raises when it cannot be stored: the update must then not be acknowledged (Telegram redelivers).
+        Returns False for a charge stored before (a redelivery).
+        """
+        now = self._clock()
+        async with self._unit() as uow:
+            stored = await uow.billing.inbox_add(kind, user_id, payment, raw, now, now + INBOX_RETRY)
+            await uow.commit()
+        return stored
+
+    async def stars_pending(self, charge_id: str, kind: str = PAID) -> bool:
+        """Whether a received payment (or refund) is still waiting to be applied."""
+        async with self._unit() as uow:
+            return await uow.billing.inbox_pending(charge_id, kind)
+
+    async def stars_deferred(
+        self, user_id: int, charge_id: str, error: str, attempts: int = 0, kind: str = PAID
+    ) -> list[Notice]:
+        """A received payment (or refund) could not be applied: schedule a retry; a payer is told once that
+        their payment is being processed (queued in the same transaction)."""
+        now = self._clock()
+        delay = min(INBOX_RETRY * (2 ** min(attempts, 10)), INBOX_MAX_RETRY)
+        async with self._unit() as uow:
+            notices: list[Notice] = []
+            if await uow.billing.inbox_failed(charge_id, error, now + delay, kind) and kind == PAID:
+                notices.append(await self._notice(uow, user_id, NoticeKind.PAYMENT_PROCESSING))
+            await self._commit(uow, notices)
+        return notices
+
+    async def retry_inbox(self, now: datetime | None = None) -> int:
+        """Apply every received payment whose retry is due (the scheduler's job); returns how many were applied.
+
+        Applying is idempotent (the payment's charge id is unique), so a payment the chat path applied
+        meanwhile changes nothing here."""
+        now = now or self._clock()
+        async with self._unit() as uow:
+            due = await uow.billing.inbox_due(now)
+        applied = 0
+        for entry in due:
+            try:
+                async with self._unit() as uow:
+                    user = await uow.users.get(entry.user_id)
+                    if user is None:
+                        raise PaymentNotFound("the payer has no profile", charge_id=entry.payment.charge_id[:64])
+                    if entry.kind == REFUNDED:
+                        await self.stars_refunded(uow, user, entry.payment.charge_id)
+                    else:
+                        await self.stars_paid(uow, user, entry.payment)
+                applied += 1
+            except Exception as exc:
+                log.exception("received payment %s still not applied (attempt %d)", entry.payment.charge_id,
+                              entry.attempts + 1)  # fmt: skip
+                code = exc.code if isinstance(exc, DomainError) else type(exc).__name__
+                await self.stars_deferred(
+                    entry.user_id, entry.payment.charge_id, code, entry.attempts + 1, entry.kind
+                )
+        return applied
+
+    async def inbox_figures(self) -> InboxFigures:
+        async with self._unit() as uow:
+            return await uow.billing.inbox_figures()
+
     async def refund(self, uow: UnitOfWork, staff: User, charge_id: str, api: StarsApi) -> list[Notice]:
         """Staff only: refund a Stars payment through Telegram, then revoke what it bought."""
         if not staff.is_staff:
@@ -244,7 +322,13 @@ class BillingService:
 
     async def stars_refunded(self, uow: UnitOfWork, user: User, charge_id: str) -> list[Notice]:
         """Telegram's refunded_payment message (a refund made elsewhere, or ours echoed back)."""
-        return await self._revoke(uow, f"tg:{charge_id}", actor_id=None)
+        if await uow.billing.inbox_pending(charge_id, PAID):
+            return []  # the payment itself still waits in the inbox: it is applied first, then this refund
+        await uow.billing.inbox_done(charge_id, self._clock(), REFUNDED)  # in the revocation's transaction
+        notices = await self._revoke(uow, f"tg:{charge_id}", actor_id=None)
+        if not notices:
+            await uow.commit()  # nothing to revoke (unknown, or refunded before): the refund is handled
+        return notices
 
     async def _revoke(self, uow: UnitOfWork, external: str, *, actor_id: int | None) -> list[Notice]:
         now = self._clock()
@@ -761,8 +845,10 @@ class BillingService:
 
     def _verify(self, payload: str) -> _Payload | None:
         body, _, signature = (payload or "").rpartition(".")
-        expected = hmac.new(self._key, body.encode(), hashlib.sha256).hexdigest()[:24]
-        if not body or not hmac.compare_digest(signature, expected):
+        if not body or not signature.isascii():
+            return None
+        expected = [hmac.new(key, body.encode(), hashlib.sha256).hexdigest()[:24] for key in self._keys]
+        if not any([hmac.compare_digest(signature, e) for e in expected]):
             return None
         parts = body.split(".")
         if len(parts) != 5 or parts[0] not in ("sub", "pack") or not parts[2].isdigit() or not parts[3].isdigit():

@@ -13,10 +13,11 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.billing.model import Payment, Rail, Reward, Status, Subscription
+from domain.billing.model import InboxFigures, InboxPayment, Payment, Rail, Reward, StarsPayment, Status, Subscription
 from domain.db.models import (
     CreditRow,
     MeterReportRow,
+    PaymentInboxRow,
     PaymentRow,
     ReferralRewardRow,
     StripeEventRow,
@@ -214,6 +215,87 @@ class SqlBillingRepository:
             .values(status="refunded", refunded_at=now)
         )
         return bool(result.rowcount)
+
+    # --- the payment inbox ---
+
+    async def inbox_add(
+        self, kind: str, user_id: int, payment: StarsPayment, raw: dict[str, Any], now: datetime, retry_at: datetime
+    ) -> bool:
+        """Store a received payment (or refund) once by charge id; False when it was stored before."""
+        values = {
+            "kind": kind, "charge_id": payment.charge_id, "user_id": user_id, "payload": payment.payload,
+            "currency": payment.currency, "total_amount": payment.total_amount,
+            "is_recurring": payment.is_recurring, "is_first_recurring": payment.is_first_recurring,
+            "expires_at": payment.expires_at, "raw": raw, "status": "pending", "attempts": 0,
+            "last_error": None, "told_pending": False, "received_at": now, "next_attempt_at": retry_at,
+            "done_at": None,
+        }  # fmt: skip
+        result = await self._s.execute(
+            self._insert(PaymentInboxRow).values(**values).on_conflict_do_nothing(index_elements=["kind", "charge_id"])
+        )
+        return bool(result.rowcount)
+
+    async def inbox_pending(self, charge_id: str, kind: str = "paid") -> bool:
+        status = await self._s.scalar(
+            select(PaymentInboxRow.status).where(PaymentInboxRow.kind == kind, PaymentInboxRow.charge_id == charge_id)
+        )
+        return status == "pending"
+
+    async def inbox_done(self, charge_id: str, now: datetime, kind: str = "paid") -> None:
+        await self._s.execute(
+            update(PaymentInboxRow)
+            .where(
+                PaymentInboxRow.kind == kind, PaymentInboxRow.charge_id == charge_id,
+                PaymentInboxRow.status == "pending",
+            )  # fmt: skip
+            .values(status="done", done_at=now, next_attempt_at=now)
+        )
+
+    async def inbox_failed(self, charge_id: str, error: str, retry_at: datetime, kind: str = "paid") -> bool:
+        """Count a failed attempt; True the first time the payer should be told it is being processed."""
+        row = (
+            await self._s.execute(
+                select(PaymentInboxRow)
+                .where(
+                    PaymentInboxRow.kind == kind, PaymentInboxRow.charge_id == charge_id,
+                    PaymentInboxRow.status == "pending",
+                )  # fmt: skip
+                .with_for_update()
+            )
+        ).scalar_one_or_none()
+        if row is None:
+            return False
+        tell = not row.told_pending
+        row.attempts += 1
+        row.last_error = error[:64]
+        row.next_attempt_at = retry_at
+        row.told_pending = True
+        return tell
+
+    async def inbox_due(self, now: datetime, limit: int = 50) -> list[InboxPayment]:
+        rows = await self._s.scalars(
+            select(PaymentInboxRow)
+            .where(PaymentInboxRow.status == "pending", PaymentInboxRow.next_attempt_at <= now)
+            .order_by(PaymentInboxRow.kind, PaymentInboxRow.next_attempt_at, PaymentInboxRow.id)  # payments first
+            .limit(limit)
+        )
+        return [
+            InboxPayment(
+                r.user_id, r.kind,
+                StarsPayment(r.charge_id, r.payload, r.currency, r.total_amount, r.is_recurring,
+                             r.is_first_recurring, r.expires_at),
+                r.attempts, r.received_at, r.last_error,
+            )  # fmt: skip
+            for r in rows
+        ]
+
+    async def inbox_figures(self) -> InboxFigures:
+        pending = PaymentInboxRow.status == "pending"
+        count = await self._s.scalar(select(func.count()).select_from(PaymentInboxRow).where(pending))
+        oldest = await self._s.scalar(
+            select(PaymentInboxRow.received_at).where(pending).order_by(PaymentInboxRow.received_at).limit(1)
+        )
+        return InboxFigures(int(count or 0), oldest)
 
     # --- Stripe events ---
 

@@ -303,6 +303,40 @@ class StripeEventRow(Base):
     received_at: Mapped[datetime]
 
 
+class PaymentInboxRow(Base):
+    """A Stars ``successful_payment`` or ``refunded_payment`` as received, stored before it is handled and
+    retried until it is.
+
+    (kind, charge_id) is unique: a second delivery of the same charge adds nothing. ``raw`` is the update as
+    Telegram sent it (kept for support); the payment's fields are columns so a retry needs no Bot API types.
+    """
+
+    __tablename__ = "payment_inbox"
+    __table_args__ = (
+        UniqueConstraint("kind", "charge_id", name="uq_payment_inbox_kind_charge"),
+        Index("ix_payment_inbox_status_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # paid | refunded
+    charge_id: Mapped[str] = mapped_column(String(255))
+    user_id: Mapped[int] = mapped_column(BigInteger)  # no foreign key: the payer may have no user row yet
+    payload: Mapped[str] = mapped_column(Text)
+    currency: Mapped[str] = mapped_column(String(8))
+    total_amount: Mapped[int] = mapped_column(Integer)
+    is_recurring: Mapped[bool] = mapped_column(Boolean)
+    is_first_recurring: Mapped[bool] = mapped_column(Boolean)
+    expires_at: Mapped[datetime | None]
+    raw: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))  # pending | done
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(64))  # ErrorDNA code and ref, never a message
+    told_pending: Mapped[bool] = mapped_column(Boolean, default=False)
+    received_at: Mapped[datetime]
+    next_attempt_at: Mapped[datetime]
+    done_at: Mapped[datetime | None]
+
+
 class ReferralRewardRow(Base):
     __tablename__ = "referral_rewards"
 

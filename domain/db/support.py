@@ -227,6 +227,35 @@ KEPT_ON_ERASURE = frozenset(
 # Never exported: secrets (encrypted broker passwords) and other people's identities.
 _REDACTED_COLUMNS = frozenset({"password_enc"})
 _COUNTERPARTS = ("referee_id", "referrer_id")
+# Keys that name a person wherever they appear in an export (audit details, table rows, nested values):
+# another user's id under one of them becomes "another user"; the exporting user's own id stays.
+_PERSON_KEYS = frozenset(
+    {"referee_id", "referrer_id", "referred_by", "user_id", "actor_id", "assignee_id", "author_id", "admin_id",
+     "staff_id", "target_id", "friend_id", "payer_id", "chat_id", "from_id"}
+)  # fmt: skip
+OTHER_USER = "another user"
+
+
+def _redact(value: Any, own_id: int) -> Any:
+    """``value`` with every other user's id under a person key replaced (recursively, in dicts and lists)."""
+    if isinstance(value, dict):
+        return {
+            k: (_other(v, own_id) if k in _PERSON_KEYS and not isinstance(v, dict | list) else _redact(v, own_id))
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_redact(v, own_id) for v in value]
+    return value
+
+
+def _other(value: Any, own_id: int) -> Any:
+    if value is None or isinstance(value, bool):
+        return value
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        return value
+    return value if number == own_id else OTHER_USER
 
 
 def _plain(value: Any) -> Any:
@@ -285,7 +314,8 @@ class SqlPersonalData:
                     {k: (_plain(v) if k not in _COUNTERPARTS or v == user_id else "another user") for k, v in r.items()}
                     for r in rows
                 ]
-        return {"profile": profile, "tickets": tickets, "audit": audit, "tables": tables}
+        # other people's ids never leave in someone's export (audit details, rows, payloads), in both directions
+        return _redact({"profile": profile, "tickets": tickets, "audit": audit, "tables": tables}, user_id)
 
     async def erase(self, user_id: int, now: datetime) -> Erasure:
         row = await self._s.get(UserRow, user_id, with_for_update=True)

@@ -26,6 +26,7 @@ from domain.db.models import (
     TradingAccountRow,
     TradingProfileRow,
 )
+from domain.trading.crypto import SecretBox
 from domain.trading.models import (
     AccountKind,
     LinkedAccount,
@@ -397,3 +398,36 @@ class LockedAccount:
         self.row.version += 1
         await self._s.flush()
         return self.row.version
+
+
+async def reseal_credentials(sessionmaker: async_sessionmaker[AsyncSession], box: SecretBox) -> tuple[int, int]:
+    """Re-seal every stored broker password under the current SECRET_KEY (run at start-up after a rotation).
+
+    Returns (re-sealed, unreadable): unreadable ones open under no configured key (a key dropped too soon).
+    Compare-and-set per row, so a password re-linked meanwhile (or re-sealed by another replica) wins.
+    """
+    resealed = unreadable = 0
+    async with sessionmaker() as session:
+        rows = (
+            await session.execute(
+                select(TradingAccountRow.id, TradingAccountRow.password_enc).where(
+                    TradingAccountRow.password_enc.is_not(None)
+                )
+            )
+        ).all()
+        for row_id, token in rows:
+            if box.is_current(token):
+                continue
+            try:
+                fresh = box.reseal(token)
+            except ValueError:
+                unreadable += 1
+                continue
+            result = await session.execute(
+                update(TradingAccountRow)
+                .where(TradingAccountRow.id == row_id, TradingAccountRow.password_enc == token)
+                .values(password_enc=fresh)
+            )
+            resealed += int(result.rowcount or 0)
+        await session.commit()
+    return resealed, unreadable

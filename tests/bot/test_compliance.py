@@ -183,3 +183,35 @@ async def test_my_activity_lists_only_my_entries(harness: Harness) -> None:
     await h.press(ComplianceCB(action="export").pack(), user=BOB)
     shown = (await h.press(ComplianceCB(action="activity").pack(), user=ANN))[0].text
     assert "ticket.opened" in shown and "data.exported" not in shown
+
+
+async def _exported(h: Harness, user: int) -> str:
+    calls = await h.press(ComplianceCB(action="export").pack(), user=user)
+    doc = next(c for c in calls if c.method == "sendDocument")
+    return next(v for v in doc.params.values() if isinstance(v, dict) and "content" in v)["content"].decode()
+
+
+async def test_a_referral_shows_neither_side_the_others_id(harness: Harness) -> None:
+    """The referee's export held {'referrer_id': ...} in an audit entry, the referrer's the referee's id
+    (referral.rewarded), though the profile already redacted ``referred_by``. Ids chosen so no timestamp,
+    amount or row id can contain them by chance."""
+    h = harness
+    referrer, referee = 777_000_111, 888_000_222
+    await h.send("/start", user=referrer)
+    code = (await h.stored_user(referrer)).referral_code  # type: ignore[union-attr]
+    await h.send(f"/start ref_{code}", user=referee)
+    link = next(c for c in await h.press("bill:stars:basic:0", user=referee) if c.method == "createInvoiceLink")
+    await h.pay(link.params["payload"], int(link.params["prices"][0]["amount"]), charge_id="ch_ref", user=referee)
+    async with UnitOfWork(h.app.sessionmaker) as uow:
+        actions = {a.action for a in await uow.audit.for_user(referrer)} | {
+            a.action for a in await uow.audit.for_user(referee)
+        }
+    assert {"referral.attributed", "referral.rewarded"} <= actions  # both entries exist to be redacted
+
+    mine, theirs = await _exported(h, referee), await _exported(h, referrer)
+    assert str(referrer) not in mine and str(referee) in mine
+    assert str(referee) not in theirs and str(referrer) in theirs
+    attributed = next(a for a in json.loads(mine)["audit"] if a["action"] == "referral.attributed")
+    assert attributed["details"] == {"referrer_id": "another user"}
+    rewarded = next(a for a in json.loads(theirs)["audit"] if a["action"] == "referral.rewarded")
+    assert rewarded["details"]["referee_id"] == "another user" and rewarded["details"]["days"] > 0

@@ -133,6 +133,43 @@ async def test_webhook_mode_checks_the_secret(telegram: FakeTelegram, bot_proces
     assert "Bienvenido, Eva" in _texts(telegram.calls, 601)[0]
 
 
+@pytest.mark.parametrize(
+    "bot_process", [{"WEBHOOK_URL": "https://bot.example.test", "WEBHOOK_SECRET": "s3cret-token"}], indirect=True
+)
+async def test_webhook_secret_header_with_foreign_bytes_is_refused_not_crashed(
+    telegram: FakeTelegram, bot_process: int
+) -> None:
+    url = f"http://127.0.0.1:{bot_process}/webhooks/telegram"
+    async with aiohttp.ClientSession() as http:
+        for value in ("s3cret-tokén", "ßßß", "s3cret-token\u00a0"):
+            raw = {"X-Telegram-Bot-Api-Secret-Token": value.encode().decode("latin-1")}  # non-ASCII bytes on the wire
+            async with http.post(url, json=_update(602, "en", "/start"), headers=raw) as resp:
+                assert resp.status == 401, value
+    assert _texts(telegram.calls, 602) == []
+
+
+@pytest.mark.parametrize("secret", [None, "", "has space", "x" * 257])
+async def test_webhook_mode_without_a_valid_secret_refuses_to_start(
+    telegram: FakeTelegram, tmp_path: Path, secret: str | None
+) -> None:
+    """Without WEBHOOK_SECRET anyone could post a forged update (an admin's `/grant 3003 enterprise 3650`)."""
+    extra = {"WEBHOOK_URL": "https://bot.example.test"} | ({"WEBHOOK_SECRET": secret} if secret is not None else {})
+    env = _env(tmp_path, BOT_TOKEN=TOKEN, TELEGRAM_API_URL=telegram.url, WEB_PORT=str(free_port()), **extra)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "run", cwd=ROOT, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        output = (await asyncio.wait_for(proc.communicate(), 60))[0].decode()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 2, output
+    assert "WEBHOOK_SECRET" in output and "Hybrid Trader ready" not in output
+    assert telegram.sent("setWebhook") == [] and telegram.sent("getMe") == []
+
+
 async def test_run_without_token_explains_how_to_get_one(tmp_path: Path) -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bot", "run", cwd=ROOT, env=_env(tmp_path),

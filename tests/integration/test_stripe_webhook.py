@@ -8,13 +8,14 @@ from datetime import UTC, datetime, timedelta
 from collections.abc import AsyncIterator
 
 import pytest
+import stripe
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
 from bot.settings import Settings
 from bot.web.app import create_web_app
 from domain.db.models import AuditRow, PaymentRow, StripeEventRow, SubscriptionRow
-from tests.fakes.stripe import FakeStripe, stripe_settings
+from tests.fakes.stripe import WEBHOOK_SECRET, FakeStripe, stripe_settings
 from tests.fakes.telegram import FakeTelegram
 from tests.harness import Harness, build_harness
 
@@ -111,6 +112,23 @@ async def test_forged_and_tampered_webhooks_change_nothing(
     assert (await h.stored_user(1001)).tier == "free"  # type: ignore[union-attr]
     assert await _post(client, body, fake_stripe.sign(body)) == 200  # the genuine one still works
     assert (await h.stored_user(1001)).tier == "enterprise"  # type: ignore[union-attr]
+
+
+async def test_unsigned_replayed_and_non_ascii_signatures_are_refused(
+    env: tuple[Harness, TestClient], fake_stripe: FakeStripe
+) -> None:  # type: ignore[type-arg]
+    h, client = env
+    fake_stripe.put_subscription("sub_r", user_id=1001, tier="pro")
+    body = fake_stripe.event(
+        "checkout.session.completed", {"id": "cs_r", "client_reference_id": "1001", "subscription": "sub_r"}
+    )
+    old = stripe.WebhookSignature.generate_signature_header(body, WEBHOOK_SECRET, timestamp=int(time.time()) - 3600)
+    genuine = fake_stripe.sign(body)
+    foreign = genuine.replace("v1=", "v1=é").encode().decode("latin-1")  # non-ASCII bytes on the wire
+    for signature in (None, "", old, foreign):
+        assert await _post(client, body, signature) == 400, signature
+    assert await _count(h, StripeEventRow) == 0 and (await h.stored_user(1001)).tier == "free"  # type: ignore[union-attr]
+    assert await _post(client, body, genuine) == 200
 
 
 async def test_stripe_outage_defers_the_event_for_a_retry(

@@ -270,6 +270,30 @@ async def test_forged_or_expired_credentials_get_401(site: Site, browser: Any) -
         assert msg.type is aiohttp.WSMsgType.CLOSE and ws.close_code == 4401
 
 
+async def test_a_non_ascii_hash_gets_401_over_http_and_the_socket(site: Site) -> None:
+    """hmac.compare_digest raised TypeError on it: a 500 and a stack trace per request, an escaping socket error."""
+    await site.user(ANN)
+    forged = site.init_data(ANN).rsplit("hash=", 1)[0] + "hash=" + quote("é" * 64)
+    for path in ("/api/me", "/api/dashboard"):
+        status, body = await site.get(path, "tma " + forged)
+        assert (status, body["error"]) == (401, "unauthorized")
+    async with aiohttp.ClientSession() as http, http.ws_connect(site.url + "/app/ws") as ws:
+        await ws.send_json({"auth": "tma " + forged})
+        msg = await ws.receive()
+        assert msg.type is aiohttp.WSMsgType.CLOSE and ws.close_code == 4401
+
+
+async def test_a_failing_socket_check_closes_cleanly(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise ConnectionError("database connection lost")
+
+    monkeypatch.setattr(site.mini, "viewer", broken)
+    async with aiohttp.ClientSession() as http, http.ws_connect(site.url + "/app/ws") as ws:
+        await ws.send_json({"auth": "tma " + site.init_data(ANN)})
+        msg = await ws.receive()
+        assert msg.type is aiohttp.WSMsgType.CLOSE and ws.close_code == 1011
+
+
 async def test_a_user_never_reads_another_users_data(site: Site) -> None:
     await site.user(ANN)
     await site.user(BOB)

@@ -228,3 +228,14 @@ def test_report_values_become_plain_json() -> None:
     assert json.loads(_dumps(_plain([row]))) == [
         {"name": "EURUSD", "ratio": 1.234568, "worst": None, "side": "buy", "at": 1767225600, "items": [None, 2.0]}
     ]
+
+
+@pytest.mark.parametrize("forged", ["é" * 64, "ff" * 31 + "€", "ÿ" * 64, "０" * 64])
+def test_non_ascii_hash_is_refused_not_crashed(forged: str) -> None:
+    """A 500 and a Sentry event per forged request before: hmac.compare_digest refuses non-ASCII str."""
+    good = init_data()
+    body = good.rsplit("hash=", 1)[0] + "hash=" + quote(forged)
+    with pytest.raises(Unauthorized):
+        auth().authenticate("tma " + body)
+    with pytest.raises(Unauthorized):
+        auth().authenticate("link " + forged + "." + forged)

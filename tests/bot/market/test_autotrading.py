@@ -214,6 +214,7 @@ async def test_live_auto_trading_needs_a_second_confirmation(harness: Harness, c
     assert "Live auto-trading" in ask.text and str(login) in ask.text
     confirm = next(d for _, d in ask.buttons if d and d.startswith("at:confirm:1001:"))
     assert "not yours" in _alert(await harness.press(confirm[:-1] + ("0" if confirm[-1] != "0" else "1")))
+    assert "not yours" in _alert(await harness.press(confirm[:-2] + "éé"))  # non-ASCII: refused, not a BUG-
     done = _edit(await harness.press(confirm))
     assert f"Orders go to: live account {login} (confirmed)" in done.text
     assert "not yours" in _alert(await harness.press(confirm))  # one-time

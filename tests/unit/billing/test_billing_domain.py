@@ -110,6 +110,21 @@ def test_stars_payload_is_signed_and_bound_to_user_and_price() -> None:
     assert service.check_pre_checkout(user, invoice.payload.replace("pro", "ent"), "XTR", 1500) == "payload"
     assert other.check_pre_checkout(user, invoice.payload, "XTR", 1500) == "payload"  # another key
     assert service.check_pre_checkout(user, "garbage", "XTR", 1500) == "payload"
+    forged = invoice.payload.rsplit(".", 1)[0] + ".ééééééééééééééééééééééé"  # non-ASCII mac: refused, not a TypeError
+    assert service.check_pre_checkout(user, forged, "XTR", 1500) == "payload"
+
+
+def test_invoices_signed_before_a_key_rotation_stay_payable() -> None:
+    from domain.tiers import Tier
+
+    tiers = TierCatalog([Tier("free", 0, 0, 0, 30, 10, {}), Tier("pro", 2, 2999, 1500, 120, 30, {})])
+    before = BillingService(tiers, UserService(tiers), b"old-key", unit=lambda: None)  # type: ignore[arg-type,return-value]
+    after = BillingService(tiers, UserService(tiers), b"new-key", unit=lambda: None, old_secrets=[b"old-key"])  # type: ignore[arg-type,return-value]
+    user = _fake_user(1)
+    pending = before.stars_invoice(user, "pro").payload  # opened before the rotation, paid after it
+    assert after.check_pre_checkout(user, pending, "XTR", 1500) is None
+    fresh = after.stars_invoice(user, "pro").payload
+    assert before.check_pre_checkout(user, fresh, "XTR", 1500) == "payload"  # new invoices use the new key
 
 
 def _fake_user(user_id: int) -> User:
