@@ -86,8 +86,8 @@ async def test_no_credential_leaks_across_the_link_flow(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     terminal = harness.app.market.hub.terminal
-    login = terminal.open_demo_account(5000.0, password=PASSWORD)
-    slashed_login = terminal.open_demo_account(3000.0, password=SLASHED)
+    login = terminal.open_real_account(PASSWORD, 5000.0)
+    slashed_login = terminal.open_real_account(SLASHED, 3000.0)
     await _basic(harness)
 
     # a login no terminal issues is asked again at its own step; the password never meets it
@@ -104,15 +104,15 @@ async def test_no_credential_leaks_across_the_link_flow(
         assert len(_deleted(calls)) == 1
 
     # a failure whose own message quotes the password (a bridge relaying the terminal's error)
-    real_connect = harness.app.market.hub.connect_live
+    real_connect = harness.app.market.hub.link_gateway
 
-    async def quoting(login: int, password: str, server: str) -> Any:
+    async def quoting(user_id: int, login: int, password: str, server: str) -> Any:
         raise RuntimeError(f"terminal refused login {login} with password {password}")
 
-    harness.app.market.hub.connect_live = quoting  # type: ignore[method-assign]
+    harness.app.market.hub.link_gateway = quoting  # type: ignore[method-assign]
     await _start_link(harness, login, lang)
     calls = await harness.send(PASSWORD, lang=lang)
-    harness.app.market.hub.connect_live = real_connect  # type: ignore[method-assign]
+    harness.app.market.hub.link_gateway = real_connect  # type: ignore[method-assign]
     assert "BUG-" in _reply(calls) and len(_deleted(calls)) == 1
 
     await _start_link(harness, login, lang)  # a wrong password: refused, nothing stored
@@ -156,7 +156,7 @@ async def test_no_credential_leaks_across_the_link_flow(
 @pytest.mark.parametrize("lang", ["en", "ru", "es"])
 async def test_errors_at_the_password_step_never_record_it(harness: Harness, clock: ManualClock, lang: str) -> None:
     terminal = harness.app.market.hub.terminal
-    login = terminal.open_demo_account(5000.0, password=SLASHED)
+    login = terminal.open_real_account(SLASHED, 5000.0)
     await _basic(harness)
     await _start_link(harness, login, lang)
     terminal.inject("disconnect", count=None, seconds=30)
@@ -172,7 +172,7 @@ async def test_errors_at_the_password_step_never_record_it(harness: Harness, clo
 
 
 async def test_a_password_the_bot_cannot_delete_is_flagged_to_the_user(harness: Harness, clock: ManualClock) -> None:
-    login = harness.app.market.hub.terminal.open_demo_account(5000.0, password=PASSWORD)
+    login = harness.app.market.hub.terminal.open_real_account(PASSWORD, 5000.0)
     await _basic(harness)
     await _start_link(harness, login, "ru")
     harness.telegram.fail("deleteMessage", 400, "Bad Request: message can't be deleted")

@@ -172,7 +172,9 @@ async def test_account_commands_and_their_buttons_refuse_groups(
 async def test_a_typed_server_name_is_shown_escaped(harness: Harness, clock: ManualClock) -> None:
     from domain.db.models import UserRow
 
-    login = harness.app.market.hub.terminal.open_demo_account(5000.0, password="pw-123456")
+    terminal = harness.app.market.hub.terminal
+    terminal.server = "Broker<b> & Co"  # a broker whose server name is markup, typed back by the user
+    login = terminal.open_real_account("pw-123456", 5000.0)
     await harness.send("/start")
     async with harness.app.sessionmaker() as s:
         (await s.get(UserRow, 1001)).tier = "basic"  # type: ignore[union-attr]

@@ -39,7 +39,7 @@ async def test_credentials_and_links_survive_a_rotation_and_are_resealed(
             (await s.get(UserRow, 1001)).tier = "basic"  # type: ignore[union-attr]
             await s.commit()
         before.app.users.forget(1001)
-        login = before.app.market.hub.terminal.open_demo_account(5000.0, password="Rot-Pa55-word")
+        login = before.app.market.hub.terminal.open_real_account("Rot-Pa55-word", 5000.0)
         await before.press("tg:link:0")
         await before.send(str(login))
         await before.send("HybridTrader-Sim")
