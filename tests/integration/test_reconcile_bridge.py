@@ -20,6 +20,7 @@ from sqlalchemy import select, update
 from bot.i18n import create_i18n
 from bot.notify import OutboxNotifier
 from bot.views.trading import SettlementNotice
+from domain.db.terminals import SqlTerminalStore
 from domain.db.engine import create_engine, create_sessionmaker
 from domain.db.models import AuditRow, NotificationRow, OrderRow, UserRow
 from domain.db.repositories import load_tiers
@@ -31,6 +32,7 @@ from domain.tiers import TierCatalog
 from domain.trading.crypto import SecretBox
 from domain.trading.locks import LocalLocks, PgAdvisoryLocks
 from domain.trading.market import MarketHub
+from domain.trading.pool import build_pool
 from domain.trading.models import AccountKind, LinkedAccount, MarketUnavailable, OrderUnsettled, OutcomeUnknown
 from domain.trading.reconcile import Reconciler
 from domain.trading.service import TradingService
@@ -40,6 +42,7 @@ from tests.stores import seed_users
 
 ROOT = Path(__file__).resolve().parents[2]
 USER = 7001
+LOGIN, PASSWORD, SERVER = 7_100_001, "Live-Pa55-word", "Broker-Live"  # the account the bridge serves
 SECRET = b"bridge-test-secret"
 SYMBOL = "BTCUSD"  # trades every day in the simulator: the test does not depend on the weekday
 
@@ -61,7 +64,8 @@ async def bridge(tmp_path: Path) -> AsyncIterator[int]:
     port = free_port()
     log = (tmp_path / "bridge.log").open("wb")
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "domain.market.bridge_server", "--sim", "--port", str(port), cwd=ROOT,
+        sys.executable, "-m", "domain.market.bridge_server", "--sim", "--port", str(port),
+        "--account", f"{LOGIN}:{PASSWORD}:{SERVER}", cwd=ROOT,
         stdout=log, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     try:
@@ -77,10 +81,16 @@ async def test_answer_lost_with_the_bridge_during_order_send_is_settled_from_his
     db_url: str, bridge: int
 ) -> None:
     line = await Line(bridge).start()
-    terminal = BridgeGateway("127.0.0.1", bridge, timeout=5, retries=2, backoff=0.05)  # the bridge, not the line
+    terminal = BridgeGateway(
+        "127.0.0.1", bridge, timeout=5, retries=2, backoff=0.05, login=LOGIN, password=PASSWORD, server=SERVER
+    )  # the bridge, not the line
     engine = create_engine(db_url)
     sm = create_sessionmaker(engine)
-    hub = MarketHub(backend="rpyc", host="127.0.0.1", port=line.port, timeout=3.0)
+    pool = build_pool(
+        "rpyc", SqlTerminalStore(sm), host="127.0.0.1", port=line.port, pool=None, paths=None, secret=None,
+        secret_key=SECRET, timeout=3.0,
+    )  # fmt: skip
+    hub = MarketHub(backend="rpyc", host="127.0.0.1", port=line.port, timeout=3.0, pool=pool)
     try:
         await terminal.connect()
         login = (await terminal.account()).login
@@ -94,8 +104,8 @@ async def test_answer_lost_with_the_bridge_during_order_send_is_settled_from_his
         locks = PgAdvisoryLocks(engine) if engine.dialect.name == "postgresql" else LocalLocks()
         trading = TradingService(hub, tiers, box, locks=locks)
         async with UnitOfWork(sm) as uow:  # the user's live account on that terminal, in use
-            await uow.trading.replace_account(LinkedAccount(USER, AccountKind.LIVE, login, hub.terminal.server),
-                                              box.seal("any"), datetime.now(UTC))  # fmt: skip
+            await uow.trading.replace_account(LinkedAccount(USER, AccountKind.LIVE, login, SERVER),
+                                              box.seal(PASSWORD), datetime.now(UTC))  # fmt: skip
             profile = await uow.trading.profile(USER)
             await uow.trading.save_profile(type(profile)(USER, active=AccountKind.LIVE), datetime.now(UTC))
             await uow.commit()

@@ -34,6 +34,7 @@ from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 USER = 7101
+LOGIN, PASSWORD, SERVER = 7_100_001, "Live-Pa55-word", "Broker-Live"  # the account the bridge serves
 _ids = itertools.count(5_000)
 
 
@@ -51,7 +52,8 @@ async def bridge(tmp_path: Path) -> AsyncIterator[int]:
     port = free_port()
     log = (tmp_path / "bridge.log").open("wb")
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "domain.market.bridge_server", "--sim", "--port", str(port), cwd=ROOT,
+        sys.executable, "-m", "domain.market.bridge_server", "--sim", "--port", str(port),
+        "--account", f"{LOGIN}:{PASSWORD}:{SERVER}", cwd=ROOT,
         stdout=log, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     try:
@@ -110,7 +112,9 @@ async def test_kill_9_with_an_order_in_sending_settles_it_from_history_once_afte
     pg_url: str, telegram: FakeTelegram, bridge: int, tmp_path: Path
 ) -> None:
     line = await Line(bridge).start()
-    terminal = BridgeGateway("127.0.0.1", bridge, timeout=5, retries=2, backoff=0.05)
+    terminal = BridgeGateway(
+        "127.0.0.1", bridge, timeout=5, retries=2, backoff=0.05, login=LOGIN, password=PASSWORD, server=SERVER
+    )
     settings = Settings(database_url=pg_url, data_dir=tmp_path, secret_key="test-secret", mt5_backend="rpyc",
                         mt5_rpyc_host="127.0.0.1", mt5_rpyc_port=line.port)  # fmt: skip
     try:
@@ -122,8 +126,8 @@ async def test_kill_9_with_an_order_in_sending_settles_it_from_history_once_afte
             now = datetime.now(UTC)
             async with UnitOfWork(h.app.sessionmaker) as uow:
                 await uow.session.execute(update(UserRow).where(UserRow.id == USER).values(tier="basic", language="ru"))
-                await uow.trading.replace_account(LinkedAccount(USER, AccountKind.LIVE, login, "HybridTrader-Sim"),
-                                                  SecretBox(settings.secret()).seal("any"), now)  # fmt: skip
+                await uow.trading.replace_account(LinkedAccount(USER, AccountKind.LIVE, login, SERVER),
+                                                  SecretBox(settings.secret()).seal(PASSWORD), now)  # fmt: skip
                 await uow.trading.save_profile(TradingProfile(USER, active=AccountKind.LIVE), now)
                 await uow.commit()
         finally:
