@@ -159,7 +159,7 @@ async def test_two_reconcilers_racing_on_postgresql_settle_once(pg_url: str) -> 
 
 
 async def test_a_live_order_without_trace_waits_then_is_rejected_after_the_window(env: Env) -> None:
-    login = env.m.hub.terminal.open_demo_account(10_000.0, password="Live-Pass-1")
+    login = env.m.hub.terminal.open_real_account("Live-Pass-1", 10_000.0)
     async with env.unit() as uow:
         await env.trading.link_live(uow, USER, env.m.tiers.get("basic"), str(login), "HybridTrader-Sim", "Live-Pass-1")
         await env.trading.switch(uow, USER, env.m.tiers.get("basic"), AccountKind.LIVE)
