@@ -103,12 +103,12 @@ class App:
     dispatcher: Dispatcher = field(init=False)
     billing: BillingService = field(init=False)
     market: TradingRuntime = field(init=False)
-    analytics: AnalyticsService = field(init=False)  # analytics (issue 7)
+    analytics: AnalyticsService = field(init=False)  # performance analytics and dashboards
     dialogs: BgManagerFactory = field(init=False)  # aiogram-dialog background managers (setup_dialogs)
     dashboards: DashboardRefresher = field(init=False)  # refreshes open /analytics dashboards
-    agents: AgentService = field(init=False)  # AI agents (issue 4): handler param `agents`
+    agents: AgentService = field(init=False)  # AI agents: handler param `agents`
     agent_runner: AgentRunner = field(init=False)  # votes, signals, learning on each bar close
-    autotrader: AutoTrader = field(init=False)  # auto-trading from consensus (issue 4 part 5): handler param `autotrade`
+    autotrader: AutoTrader = field(init=False)  # auto-trading from consensus: handler param `autotrade`
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     notifier: Notifier | None = None  # the notification outbox (bot/notify.py OutboxNotifier), set by create_app
     outbox: OutboxSender | None = None  # its sender, started by start_background when there is a bot

@@ -166,14 +166,14 @@ _MESSAGES: dict[str, str] = {
     "SYS-DB": N_("Our database is briefly unavailable. Nothing was changed; please retry in a minute."),
     "SYS-REDIS": N_("Our cache is briefly unavailable. Nothing was changed; please retry in a minute."),
     "TG-API": N_("Telegram rejected our reply. Please try again."),
-    # support, staff, broadcasts (issue 6)
+    # support, staff, broadcasts
     "SUP-NOT-FOUND": N_("No such ticket among yours. /support lists your tickets."),
     "SUP-CLOSED": N_("Ticket #{ticket} is closed. Open a new one in /support."),
     "ADM-NO-USER": N_("No user matches “{ref}”. Use the numeric id or @username of someone who has started the bot."),
     "ADM-FORBIDDEN": N_("You don't have access to that."),
     "BC-NOT-FOUND": N_("No such broadcast draft."),
     "BC-EMPTY": N_("Nobody is in that segment: nothing to send."),
-    # market and trading (issue 3)
+    # market and trading
     "MKT-UNAVAILABLE": N_("The trading server is unreachable right now. Nothing was sent; please retry shortly."),
     "MKT-UNKNOWN-SYMBOL": N_("I don't know the symbol {symbol}. Similar: {suggestions}"),
     "MKT-NO-QUOTES": N_("No quotes for {symbol} right now."),
@@ -201,7 +201,7 @@ _MESSAGES: dict[str, str] = {
                          "always available in /trading."),
     "TRD-TERMINAL-MISMATCH": N_("Your trading terminal was not on your account, so nothing was sent. It has been "
                                 "reconnected; check /positions and try again."),
-    # auto-trading (issue 4 part 5)
+    # auto-trading
     "AUT-RANGE": N_("{field} must be between {low} and {high}."),
     "AUT-SYMBOLS": N_("Auto-trading takes at most {limit} symbols. Remove one first."),
     "AUT-REFUSED": N_("These buttons are not yours or are out of date. Nothing was changed; open /trading again."),
@@ -216,7 +216,7 @@ _MESSAGES: dict[str, str] = {
     "BIL-NO-SUB": N_("There's no active subscription to manage here. /billing shows yours."),
     "BIL-NO-PLAN": N_("That plan isn't on sale. /premium shows the plans."),
     "BIL-PROVIDER": N_("The payment provider didn't answer. Nothing was charged; please try again shortly."),
-    # AI agents (issue 4)
+    # AI agents
     "AI-QUOTA": N_("You've used all {limit} AI analyses for today. They renew at {renews} your time (midnight "
                    "UTC); /premium shows plans with more."),
     "AI-WATCHLIST-FULL": N_("Your watchlist is full ({limit} symbols). Unfollow one in /signals, or get room for "

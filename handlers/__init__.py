@@ -31,7 +31,7 @@ COMMANDS: tuple[Command, ...] = (
         callbacks=("cfg",),
     ),
     Command("cancel", core.make_router, N_("Stop the current step"), Category.CORE),
-    # Performance analytics and the inline dashboard (issue 7)
+    # Performance analytics and the inline dashboard
     Command("performance", analytics.make_router, N_("Your trading performance: metrics and equity curve"),
             Category.CORE, feature=Feature.ANALYTICS, private=True),  # fmt: skip
     Command("analytics", analytics.make_router, N_("Dashboard: portfolio, alerts, watchlist, agents"), Category.CORE,
@@ -63,12 +63,12 @@ COMMANDS: tuple[Command, ...] = (
             callbacks=("rk",), private=True),  # fmt: skip
     Command("trading", trading.make_router, N_("Account in use, kill switch, today's P/L, live account"),
             Category.TRADING, feature=Feature.DEMO_TRADING, callbacks=("tg", "at"), private=True),  # fmt: skip
-    # AI agents (issue 4)
+    # AI agents
     Command("ai", agents.make_router, N_("AI analysis: each agent's vote and the consensus"), Category.TRADING),
     Command("signals", agents.make_router, N_("AI signals with outcomes; follow symbols"), Category.TRADING,
             feature=Feature.SIGNALS_DIGEST, callbacks=("sg",)),  # fmt: skip
     Command("agents", agents.make_router, N_("The AI agents: ideas, health, hit rates, weights"), Category.BUSINESS),
-    # Support, feedback, compliance (issue 6); staff commands (role=...) are invisible to everyone else.
+    # Support, feedback, compliance; staff commands (role=...) are invisible to everyone else.
     Command("support", support.make_router, N_("Contact support: tickets and answers"), Category.BUSINESS,
             callbacks=("sup",), private=True),  # fmt: skip
     Command("feedback", feedback.make_router, N_("Rate the bot or suggest a feature"), Category.BUSINESS,

@@ -7,6 +7,8 @@ PostgreSQL refuses to run as root, so as root the cluster runs as the
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import glob
 import os
 import pwd
@@ -16,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,3 +151,34 @@ def start_bridge(accounts: list[tuple[int, str, str]], secret: str | None, log: 
         process.kill()
         raise RuntimeError(f"the bridge did not start: {line!r}")
     return Bridge(int(line.split()[1]), process)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+# A real-mode account the simulated bridge serves, for tests that reach a "live" terminal.
+LIVE_LOGIN, LIVE_PASSWORD, LIVE_SERVER = 7_100_001, "Live-Pa55-word", "Broker-Live"
+
+
+@contextlib.asynccontextmanager
+async def sim_bridge(log_path: Path) -> AsyncIterator[int]:
+    """A ``python -m domain.market.bridge_server --sim`` process serving the live test account; its port."""
+    port = free_port()
+    with log_path.open("wb") as log:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "domain.market.bridge_server", "--sim", "--port", str(port),
+            "--account", f"{LIVE_LOGIN}:{LIVE_PASSWORD}:{LIVE_SERVER}", cwd=ROOT,
+            stdout=log, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise AssertionError("the bridge server never listened") from None
+                    await asyncio.sleep(0.05)
+            yield port
+        finally:
+            proc.kill()
+            await proc.wait()

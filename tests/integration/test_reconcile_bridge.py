@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
-import sys
-import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,44 +34,19 @@ from domain.trading.models import AccountKind, LinkedAccount, MarketUnavailable,
 from domain.trading.reconcile import Reconciler
 from domain.trading.service import TradingService
 from tests.fakes.bridge_line import Line
-from tests.servers import free_port
+from tests.servers import LIVE_LOGIN, LIVE_PASSWORD, LIVE_SERVER, sim_bridge
 from tests.stores import seed_users
 
-ROOT = Path(__file__).resolve().parents[2]
 USER = 7001
-LOGIN, PASSWORD, SERVER = 7_100_001, "Live-Pa55-word", "Broker-Live"  # the account the bridge serves
+LOGIN, PASSWORD, SERVER = LIVE_LOGIN, LIVE_PASSWORD, LIVE_SERVER  # the account the bridge serves
 SECRET = b"bridge-test-secret"
 SYMBOL = "BTCUSD"  # trades every day in the simulator: the test does not depend on the weekday
 
 
-async def _listening(port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            await asyncio.sleep(0.05)
-    raise AssertionError("the bridge server never listened")
-
-
 @pytest.fixture
 async def bridge(tmp_path: Path) -> AsyncIterator[int]:
-    """A real bridge server process serving a simulated terminal (today's CLI)."""
-    port = free_port()
-    log = (tmp_path / "bridge.log").open("wb")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "domain.market.bridge_server", "--sim", "--port", str(port),
-        "--account", f"{LOGIN}:{PASSWORD}:{SERVER}", cwd=ROOT,
-        stdout=log, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        await _listening(port)
+    async with sim_bridge(tmp_path / "bridge.log") as port:
         yield port
-    finally:
-        proc.kill()
-        await proc.wait()
-        log.close()
 
 
 async def test_answer_lost_with_the_bridge_during_order_send_is_settled_from_history_once(

@@ -10,7 +10,6 @@ import asyncio
 import itertools
 import os
 import signal
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -30,11 +29,11 @@ from domain.trading.models import AccountKind, LinkedAccount, TradingProfile
 from tests.fakes.bridge_line import Line
 from tests.fakes.telegram import TOKEN, Call, FakeTelegram
 from tests.harness import build_harness
-from tests.servers import free_port
+from tests.servers import LIVE_LOGIN, LIVE_PASSWORD, LIVE_SERVER, free_port, sim_bridge
 
 ROOT = Path(__file__).resolve().parents[2]
 USER = 7101
-LOGIN, PASSWORD, SERVER = 7_100_001, "Live-Pa55-word", "Broker-Live"  # the account the bridge serves
+LOGIN, PASSWORD, SERVER = LIVE_LOGIN, LIVE_PASSWORD, LIVE_SERVER  # the account the bridge serves
 _ids = itertools.count(5_000)
 
 
@@ -49,28 +48,8 @@ async def _wait(predicate: Callable[[], Awaitable[bool]], timeout: float, what: 
 
 @pytest.fixture
 async def bridge(tmp_path: Path) -> AsyncIterator[int]:
-    port = free_port()
-    log = (tmp_path / "bridge.log").open("wb")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "domain.market.bridge_server", "--sim", "--port", str(port),
-        "--account", f"{LOGIN}:{PASSWORD}:{SERVER}", cwd=ROOT,
-        stdout=log, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-
-        async def listening() -> bool:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                return True
-            except OSError:
-                return False
-
-        await _wait(listening, 30, "the bridge server")
+    async with sim_bridge(tmp_path / "bridge.log") as port:
         yield port
-    finally:
-        proc.kill()
-        await proc.wait()
-        log.close()
 
 
 def _message(text: str) -> dict[str, object]:
