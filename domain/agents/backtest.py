@@ -62,7 +62,7 @@ from domain.agents.indicators import IndicatorSet
 from domain.agents.learning import DEFAULT_THRESHOLD_ATR, hits_at
 from domain.agents.risk import RiskAgent
 from domain.agents.series import Series, infer_timeframe
-from domain.analytics.metrics import TRADING_DAYS, deepest_drawdown
+from domain.equity import TRADING_DAYS, deepest_drawdown
 from domain.market.models import Timeframe
 from domain.market.symbols import ALIASES, UNIVERSE, SymbolDef, weekly_minutes
 from datetime import UTC

@@ -43,9 +43,9 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from domain.equity import TRADING_DAYS, deepest_drawdown
 from domain.market.models import Deal
 
-TRADING_DAYS = 252
 CLOSING = ("out", "inout", "out_by")  # deal entries that close (part of) a position
 DAY = 86_400
 EquityPoint = tuple[int, float]
@@ -224,25 +224,6 @@ def drawdown_of(times: np.ndarray, values: np.ndarray) -> Drawdown:
         return Drawdown(0.0, 0.0, None, None)
     money, pct, peak_i, trough_i = worst
     return Drawdown(_r(money), _r(pct), int(times[peak_i]), int(times[trough_i]))
-
-
-def deepest_drawdown(values: np.ndarray) -> tuple[float, float, int, int] | None:
-    """``(money, percent, peak index, trough index)`` of the deepest fall below a running peak, unrounded.
-
-    Deepest in percent of the peak; among equal percentages (or below a peak
-    that is not positive, where no percentage exists) the larger money fall.
-    None when the series never falls.
-    """
-    if len(values) < 2:
-        return None
-    peaks = np.maximum.accumulate(values)
-    falls = peaks - values
-    with np.errstate(divide="ignore", invalid="ignore"):
-        pct = np.where(peaks > 0, falls / peaks * 100, 0.0)
-    i = int(np.lexsort((falls, pct))[-1])  # the largest percent, ties to the larger money fall
-    if not falls[i] > 0:
-        return None
-    return float(falls[i]), float(pct[i]), int(np.argmax(values[: i + 1])), i
 
 
 def drawdown_series(equity: Sequence[EquityPoint]) -> list[EquityPoint]:
