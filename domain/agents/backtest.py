@@ -61,7 +61,7 @@ from domain.agents.consensus import (
 from domain.agents.indicators import IndicatorSet
 from domain.agents.learning import DEFAULT_THRESHOLD_ATR, hits_at
 from domain.agents.risk import RiskAgent
-from domain.agents.series import Series, infer_timeframe
+from domain.agents.series import Series
 from domain.equity import TRADING_DAYS, deepest_drawdown
 from domain.market.models import Timeframe
 from domain.market.symbols import ALIASES, UNIVERSE, SymbolDef, weekly_minutes
@@ -322,7 +322,7 @@ def run_backtest(
         if progress is not None:
             progress(step, total)
 
-    tf = series.timeframe or infer_timeframe(series.time)
+    tf = series.timeframe or detect_timeframe(series.time)
     per_year = bars_per_year(tf, series.symbol)
     ind = IndicatorSet(series)
     atr = ind.atr(ATR_PERIOD)
