@@ -40,7 +40,7 @@ from domain.agents.agents import (  # noqa: E402
     TrendAgent,
     default_agents,
 )
-from domain.agents.backtest import BacktestConfig, format_report, run_backtest  # noqa: E402
+from domain.agents.backtest import BacktestConfig, default_cost, format_report, run_backtest  # noqa: E402
 from domain.agents.consensus import combine, log_odds_weight  # noqa: E402
 from domain.agents.indicators import IndicatorSet  # noqa: E402
 from domain.agents.risk import RiskAgent  # noqa: E402
@@ -166,7 +166,7 @@ def main() -> None:
 
     print()
     series = Series.from_csv(CSV)
-    cfg = BacktestConfig(cost=0.0001)
+    cfg = BacktestConfig(cost=default_cost(series.symbol) or 0.0)  # the CLI's default: the symbol's typical spread
     t0 = time.perf_counter()
     report = run_backtest(series, config=cfg)
     bt = time.perf_counter() - t0

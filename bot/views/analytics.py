@@ -86,8 +86,9 @@ def performance_text(report: PerformanceReport, tier_code: str) -> str:
         _("Average win {win} · average loss {loss} · expectancy {exp}").format(
             win=money(r.avg_win, ccy), loss=money(r.avg_loss, ccy), exp=money(r.expectancy, ccy, sign=True)
         ),
-        _("Max drawdown: {money} ({pct})").format(
-            money=money(r.max_drawdown, ccy), pct=pct(r.max_drawdown_pct, sign=False)
+        # both figures from one episode: the deepest fall in percent and the money it cost
+        _("Max drawdown: {pct} ({money} below its peak)").format(
+            pct=pct(r.max_drawdown_pct, sign=False), money=money(r.max_drawdown, ccy)
         ),
         _("Sharpe {sharpe} · Sortino {sortino} (daily, annualized)").format(
             sharpe=num(r.sharpe), sortino=num(r.sortino)

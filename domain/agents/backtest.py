@@ -12,10 +12,26 @@ assumption behind the binomial (Wilson) confidence interval. Signals whose
 horizon runs past the data stay open and are not scored.
 
 Each signal holds a fixed position of one unit from the signal bar's close to
-the horizon close. P/L is in price units and in percent of one unit's price at
-the start of the test; drawdown is measured on that cumulative P/L; Sharpe uses
-per-bar P/L over the whole test period (flat bars count as zero), annualized
-with 260 trading days of 24 hours.
+the horizon close and pays ``config.cost`` (price units per round trip: the
+spread, plus any commission) on the bar after it opens. Every figure comes net
+of that cost and gross of it (``AgentResult.gross``); at cost 0 they agree.
+
+Money. The equity of a row is one unit's price at the start of the test plus
+its cumulative P/L (for buy-and-hold it is the price itself). P/L is in price
+units and in percent of that starting price. Max drawdown is the deepest fall
+of the equity below its running peak, in percent of the peak, with the price
+fall of that same episode. Sharpe is mean / sample standard deviation of the
+per-bar returns of the equity (flat bars count as zero), annualized with
+:func:`bars_per_year`: for buy-and-hold it equals quantstats' and empyrical's
+``sharpe`` of the close series (``periods=252`` on daily bars).
+
+Annualization (:func:`bars_per_year`). Daily bars: 252 a year, the equities
+convention quantstats and empyrical use, also for FX and crypto. Intraday
+bars: the hours a week the symbol trades (its session in the symbol table; 120
+for FX, 115 for metals and US index CFDs, 70 for European ones, 168 for
+crypto) times 52 weeks, divided by the bar length: FX H1 is 6,240 bars a year
+(260 days of 24 hours). A symbol outside the table (a stock from a CSV) is
+taken to trade like FX, 24 hours on 5 days; the report prints the figure used.
 
 Baselines. Random directions at the very same signal times and horizons
 (``random_draws`` seeded draws): their mean hit rate, the 2.5-97.5 % band of
@@ -45,18 +61,59 @@ from domain.agents.consensus import (
 from domain.agents.indicators import IndicatorSet
 from domain.agents.learning import DEFAULT_THRESHOLD_ATR, hits_at
 from domain.agents.risk import RiskAgent
-from domain.agents.series import Series, infer_timeframe
+from domain.agents.series import Series
+from domain.equity import TRADING_DAYS, deepest_drawdown
 from domain.market.models import Timeframe
+from domain.market.symbols import ALIASES, UNIVERSE, SymbolDef, weekly_minutes
 from datetime import UTC
 
 CONSENSUS = "consensus"
 Progress = Callable[[int, int], None]
 
 
-def bars_per_year(timeframe: Timeframe | None) -> float:
-    """FX calendar: 260 trading days of 24 hours."""
-    seconds = timeframe.seconds if timeframe is not None else 86400
-    return 260.0 * 86400.0 / seconds
+FX_WEEK_MINUTES = 5 * 24 * 60  # Sunday 22:00 to Friday 22:00
+
+
+def _symbol_def(symbol: str) -> SymbolDef | None:
+    name = symbol.strip().upper()
+    return UNIVERSE.get(ALIASES.get(name, name))
+
+
+def bars_per_year(timeframe: Timeframe | None, symbol: str = "") -> float:
+    """Bars a year for annualizing (see the module docstring): 252 daily bars, else the symbol's trading hours."""
+    if timeframe is None or timeframe.seconds >= 86400:
+        return float(TRADING_DAYS)
+    found = _symbol_def(symbol)
+    minutes = int(weekly_minutes(found.session).sum()) if found is not None else FX_WEEK_MINUTES
+    return minutes * 60.0 * 52.0 / timeframe.seconds
+
+
+def default_cost(symbol: str) -> float | None:
+    """A round trip's cost in price units: the symbol's typical spread from the symbol table (None off the table)."""
+    found = _symbol_def(symbol)
+    return None if found is None else round(found.spread * found.spec.point, 10)
+
+
+def detect_timeframe(time: np.ndarray) -> Timeframe | None:
+    """The timeframe of the median bar spacing (within 10 %); None for fewer than two bars or another spacing.
+
+    The median, not the most common gap: daily bars with weekend and holiday
+    gaps are still D1, and a few missing hours do not turn H1 into anything else.
+    """
+    t = np.asarray(time, dtype=np.int64)
+    if t.size < 2:
+        return None
+    step = float(np.median(np.diff(t)))
+    if not step > 0:
+        return None
+    best = min(Timeframe, key=lambda tf: abs(math.log(step / tf.seconds)))
+    return best if abs(step / best.seconds - 1.0) <= 0.1 else None
+
+
+def median_spacing(time: np.ndarray) -> float:
+    """Seconds between bars, the median (NaN for fewer than two bars)."""
+    t = np.asarray(time, dtype=np.int64)
+    return float(np.median(np.diff(t))) if t.size > 1 else math.nan
 
 
 def wilson(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -77,7 +134,7 @@ class BacktestConfig:
     decay: float = DEFAULT_DECAY
     seed: int = 0
     random_draws: int = 1000
-    cost: float = 0.0  # price units charged per signal (spread, commission)
+    cost: float = 0.0  # price units charged per signal, a round trip (spread, commission)
     consensus: ConsensusConfig = ConsensusConfig()
 
 
@@ -99,9 +156,9 @@ class SignalRecord:
 class Performance:
     pnl_price: float
     pnl_pct: float
-    max_drawdown_price: float
-    max_drawdown_pct: float
-    sharpe: float  # NaN when P/L never varies
+    max_drawdown_price: float  # the price fall of the deepest drawdown
+    max_drawdown_pct: float  # that same drawdown in percent of its peak equity
+    sharpe: float  # NaN when P/L never varies or the equity reaches zero
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,12 +171,13 @@ class AgentResult:
     ci_low: float
     ci_high: float
     avg_move_atr: float
-    performance: Performance
+    performance: Performance  # net of costs
     random_hit_rate: float  # mean over random-direction draws
     random_low: float  # 2.5 % of draw hit rates
     random_high: float  # 97.5 %
     p_value: float  # share of random draws with hit rate >= this one (permutation test)
-    random_pnl_price: float  # mean P/L of the random draws
+    random_pnl_price: float  # mean P/L of the random draws, net of costs
+    gross: Performance | None = None  # the same signals before costs
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -143,11 +201,13 @@ class BacktestReport:
     end_time: int
     config: BacktestConfig
     results: tuple[AgentResult, ...]  # agents in order, then the consensus
-    buy_and_hold: Performance
+    buy_and_hold: Performance  # net of one round trip
     signals: tuple[SignalRecord, ...]
     final_stats: Mapping[str, AgentStats] = field(default_factory=dict)
     consensus_reasons: Mapping[str, int] = field(default_factory=dict)  # bars per reason
     path: ConsensusPath | None = field(default=None, compare=False)
+    buy_and_hold_gross: Performance | None = None
+    bars_per_year: float = math.nan  # the annualization of every Sharpe
 
 
 def _non_overlapping(direction: np.ndarray, start: int, horizon: np.ndarray) -> list[int]:
@@ -161,14 +221,20 @@ def _non_overlapping(direction: np.ndarray, start: int, horizon: np.ndarray) -> 
     return out
 
 
-def _performance(bar_pnl: np.ndarray, ref_price: float, per_year: float) -> Performance:
-    cum = np.cumsum(bar_pnl)
-    peak = np.maximum.accumulate(np.concatenate([[0.0], cum]))[1:]
-    dd = float(np.max(peak - cum)) if cum.size else 0.0
-    sd = float(np.std(bar_pnl)) if bar_pnl.size else 0.0
-    sharpe = float(np.mean(bar_pnl) / sd * math.sqrt(per_year)) if sd > 1e-15 else math.nan
-    total = float(cum[-1]) if cum.size else 0.0
-    return Performance(total, 100.0 * total / ref_price, dd, 100.0 * dd / ref_price, sharpe)
+def performance(bar_pnl: np.ndarray, ref_price: float, per_year: float) -> Performance:
+    """P/L, drawdown and Sharpe of per-bar P/L on an equity of ``ref_price`` (see the module docstring)."""
+    equity = ref_price + np.concatenate([[0.0], np.cumsum(bar_pnl)])
+    total = float(equity[-1] - ref_price)
+    worst = deepest_drawdown(equity)
+    dd_price, dd_pct = (worst[0], worst[1]) if worst is not None else (0.0, 0.0)
+    sharpe = math.nan
+    before = equity[:-1]
+    if bar_pnl.size > 1 and np.all(before > 0):
+        returns = bar_pnl / before
+        sd = float(np.std(returns, ddof=1))
+        if sd > 1e-15:
+            sharpe = float(np.mean(returns) / sd * math.sqrt(per_year))
+    return Performance(total, 100.0 * total / ref_price, dd_price, dd_pct, sharpe)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +258,8 @@ def _evaluate(
     for i, s, h in zip(idx, sgn, hz):
         pos[i + 1 : i + h + 1] = s
         cost[i + 1] = config.cost
-    bar_pnl = (pos[1:] * np.diff(c) - cost[1:])[start:]
+    gross_pnl = (pos[1:] * np.diff(c))[start:]
+    bar_pnl = gross_pnl - cost[1:][start:]
     k, m = int(hit.sum()), int(idx.size)
     lo, hi = wilson(k, m)
     rate = k / m if m else math.nan
@@ -213,12 +280,13 @@ def _evaluate(
         ci_low=lo,
         ci_high=hi,
         avg_move_atr=float(np.mean(move / atr[idx])) if m else math.nan,
-        performance=_performance(bar_pnl, float(c[start]), per_year),
+        performance=performance(bar_pnl, float(c[start]), per_year),
         random_hit_rate=float(np.mean(r_rates)) if m else math.nan,
         random_low=float(np.percentile(r_rates, 2.5)) if m else math.nan,
         random_high=float(np.percentile(r_rates, 97.5)) if m else math.nan,
         p_value=p_value,
         random_pnl_price=float(np.mean(r_pnl)),
+        gross=performance(gross_pnl, float(c[start]), per_year),
     )
     records = []
     outcome = dict(zip(idx.tolist(), zip(hit.tolist(), move.tolist())))
@@ -254,8 +322,8 @@ def run_backtest(
         if progress is not None:
             progress(step, total)
 
-    tf = series.timeframe or infer_timeframe(series.time)
-    per_year = bars_per_year(tf)
+    tf = series.timeframe or detect_timeframe(series.time)
+    per_year = bars_per_year(tf, series.symbol)
     ind = IndicatorSet(series)
     atr = ind.atr(ATR_PERIOD)
     batches = []
@@ -300,6 +368,8 @@ def run_backtest(
 
     c = series.close
     hold = np.diff(c)[config.start :]
+    hold_net = hold.copy()
+    hold_net[:1] -= config.cost  # buy at the start, sell at the end: one round trip
     tested = comb.reason[config.start :]
     reasons = {REASONS[k]: int(np.sum(tested == k)) for k in range(len(REASONS))}
     tick()
@@ -312,11 +382,13 @@ def run_backtest(
         end_time=int(series.time[-1]),
         config=config,
         results=tuple(results),
-        buy_and_hold=_performance(hold, float(c[config.start]), per_year),
+        buy_and_hold=performance(hold_net, float(c[config.start]), per_year),
         signals=tuple(sorted(records, key=lambda r: (r.index, r.agent))),
         final_stats=final,
         consensus_reasons=reasons,
         path=ConsensusPath(comb.direction, comb.confidence, comb.agreement, comb.reason, means),
+        buy_and_hold_gross=performance(hold, float(c[config.start]), per_year),
+        bars_per_year=per_year,
     )
 
 
@@ -329,7 +401,7 @@ def _num(x: float, fmt: str) -> str:
 
 
 def format_report(report: BacktestReport) -> str:
-    """A plain-text table for the terminal."""
+    """Plain-text tables for the terminal: hit rates, then P/L, drawdown and Sharpe net of costs beside gross."""
     from datetime import datetime
 
     def ts(t: int) -> str:
@@ -340,26 +412,45 @@ def format_report(report: BacktestReport) -> str:
         f"Backtest {report.symbol or '?'} {report.timeframe or '?'}: {report.bars} bars, "
         f"tested {ts(report.start_time)} .. {ts(report.end_time)} (from bar {report.start_index})",
         f"hit = close after the horizon moved >= {cfg.threshold_atr:g} ATR in the signal's direction; "
-        f"signals never overlap; cost {cfg.cost:g} per signal; {cfg.random_draws} random draws (seed {cfg.seed})",
+        f"signals never overlap; random draws: {cfg.random_draws} (seed {cfg.seed})",
         "",
         f"{'agent':<10} {'signals':>7} {'open':>4} {'hit%':>5} {'95% CI':>13}  {'random%':>7} {'random 95%':>13} "
-        f"{'p':>6}  {'P/L':>9} {'P/L%':>7} {'maxDD%':>6} {'Sharpe':>6} {'rnd P/L':>9}",
+        f"{'p':>6}",
     ]
     for r in report.results:
-        p = r.performance
         lines.append(
             f"{r.agent:<10} {r.signals:>7} {r.open_signals:>4} {_pct(r.hit_rate):>5} "
             f"[{_pct(r.ci_low)}, {_pct(r.ci_high)}]  {_pct(r.random_hit_rate):>7} "
-            f"[{_pct(r.random_low)}, {_pct(r.random_high)}] {_num(r.p_value, '6.3f'):>6}  "
-            f"{_num(p.pnl_price, '+9.5f'):>9} {_num(p.pnl_pct, '+7.2f'):>7} {_num(p.max_drawdown_pct, '6.2f'):>6} "
-            f"{_num(p.sharpe, '+6.2f'):>6} {_num(r.random_pnl_price, '+9.5f'):>9}"
+            f"[{_pct(r.random_low)}, {_pct(r.random_high)}] {_num(r.p_value, '6.3f'):>6}"
         )
-    b = report.buy_and_hold
-    lines.append(
-        f"{'buy&hold':<10} {'':>7} {'':>4} {'':>5} {'':>13}  {'':>7} {'':>13} {'':>6}  "
-        f"{_num(b.pnl_price, '+9.5f'):>9} {_num(b.pnl_pct, '+7.2f'):>7} {_num(b.max_drawdown_pct, '6.2f'):>6} "
-        f"{_num(b.sharpe, '+6.2f'):>6}"
-    )
+
+    def money(p: Performance | None) -> str:
+        if p is None:
+            return f"{'-':>11} {'-':>7} {'-':>11} {'-':>6} {'-':>6}"
+        return (
+            f"{_num(p.pnl_price, '+11.5f'):>11} {_num(p.pnl_pct, '+7.2f'):>7} "
+            f"{_num(p.max_drawdown_price, '11.5f'):>11} {_num(p.max_drawdown_pct, '6.2f'):>6} "
+            f"{_num(p.sharpe, '+6.2f'):>6}"
+        )
+
+    head = f"{'P/L':>11} {'P/L%':>7} {'maxDD':>11} {'maxDD%':>6} {'Sharpe':>6}"
+    lines += [
+        "",
+        f"net of costs: {cfg.cost:g} per round trip (price units, charged once per signal; buy&hold pays one); "
+        "gross: before costs",
+        f"{'':<10} {'net':^44} | {'gross':^44} |",
+        f"{'agent':<10} {head} | {head} | {'rnd P/L':>11}",
+    ]
+    for r in report.results:
+        lines.append(f"{r.agent:<10} {money(r.performance)} | {money(r.gross)} | {_num(r.random_pnl_price, '+11.5f'):>11}")
+    lines.append(f"{'buy&hold':<10} {money(report.buy_and_hold)} | {money(report.buy_and_hold_gross)} |")
+    per_year = report.bars_per_year
+    lines += [
+        "P/L in price units and in % of one unit's price at the start; maxDD = the deepest fall of that equity "
+        "below its peak (price and % of the peak, one episode)",
+        f"Sharpe: per-bar returns of that equity, annualized with {_num(per_year, '.0f')} bars a year "
+        f"({report.timeframe or '?'})",
+    ]
     if report.consensus_reasons:
         counts = ", ".join(f"{k.split('.', 1)[1]} {v}" for k, v in report.consensus_reasons.items())
         lines += ["", f"consensus per bar: {counts}"]

@@ -20,8 +20,10 @@ Definitions (the unit tests compute these by hand):
 - *Profit factor*: gross profit / gross loss (None without losing trades).
 - *Expectancy*: net result of trades / trades.
 - *Return %*: net P/L over the first equity of the series, percent.
-- *Max drawdown*: the largest fall from a running peak of the equity series,
-  in money and in percent of that peak.
+- *Max drawdown*: the deepest fall below a running peak of the equity series,
+  in percent of that peak, and the money lost in that same episode (equity
+  100, 50, 1000, 900, 950 gives 50 % and 50, not the 100 of the later, 10 %
+  fall): one episode, so the two figures always belong together.
 - *Sharpe / Sortino*: from daily returns (the last equity of each UTC day,
   the day before the first one seeded by the first point), annualized with
   sqrt(252). Sharpe = mean / sample std; Sortino = mean / downside deviation
@@ -41,9 +43,9 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from domain.equity import TRADING_DAYS, deepest_drawdown
 from domain.market.models import Deal
 
-TRADING_DAYS = 252
 CLOSING = ("out", "inout", "out_by")  # deal entries that close (part of) a position
 DAY = 86_400
 EquityPoint = tuple[int, float]
@@ -117,7 +119,9 @@ class SymbolStats:
 
 @dataclass(frozen=True, slots=True)
 class Drawdown:
-    money: float  # the largest fall from a peak, >= 0
+    """The deepest fall below a running peak (in percent): both figures from that one episode."""
+
+    money: float  # the money fall of that episode, >= 0
     pct: float  # that fall relative to its peak, percent, >= 0
     peak_time: int | None
     trough_time: int | None
@@ -138,14 +142,16 @@ class Metrics:
     avg_win: float | None
     avg_loss: float | None  # a negative number
     expectancy: float | None
-    max_drawdown: float
-    max_drawdown_pct: float
+    max_drawdown: float  # money lost in the deepest (percent) drawdown
+    max_drawdown_pct: float  # that same drawdown in percent of its peak
     sharpe: float | None
     sortino: float | None
     best_symbol: str | None
     worst_symbol: str | None
     start_equity: float | None
     end_equity: float | None
+    max_drawdown_peak: int | None = None  # epoch seconds of that drawdown's peak
+    max_drawdown_trough: int | None = None  # and of its trough
 
 
 def trades(deals: Iterable[Deal]) -> list[Trade]:
@@ -213,17 +219,11 @@ def drawdown(equity: Sequence[EquityPoint]) -> Drawdown:
 
 def drawdown_of(times: np.ndarray, values: np.ndarray) -> Drawdown:
     """:func:`drawdown` on the arrays of a series."""
-    if len(values) < 2:
+    worst = deepest_drawdown(values)
+    if worst is None:
         return Drawdown(0.0, 0.0, None, None)
-    peaks = np.maximum.accumulate(values)
-    falls = peaks - values
-    i = int(np.argmax(falls))
-    if falls[i] <= 0:
-        return Drawdown(0.0, 0.0, None, None)
-    peak_i = int(np.argmax(values[: i + 1]))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        pct = np.where(peaks > 0, falls / peaks * 100, 0.0)
-    return Drawdown(_r(falls[i]), _r(float(pct.max())), int(times[peak_i]), int(times[i]))
+    money, pct, peak_i, trough_i = worst
+    return Drawdown(_r(money), _r(pct), int(times[peak_i]), int(times[trough_i]))
 
 
 def drawdown_series(equity: Sequence[EquityPoint]) -> list[EquityPoint]:
@@ -441,6 +441,8 @@ def combine(stats: DealStats, times: np.ndarray, values: np.ndarray) -> Metrics:
         worst_symbol=symbols[-1].symbol if symbols and symbols[-1].net < 0 else None,
         start_equity=_r(start) if start is not None else None,
         end_equity=_r(end) if end is not None else None,
+        max_drawdown_peak=dd.peak_time,
+        max_drawdown_trough=dd.trough_time,
     )
 
 

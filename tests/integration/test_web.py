@@ -27,10 +27,12 @@ from bot.settings import Settings
 from bot.web.app import create_web_app
 from bot.web.auth import sign_init_data
 from bot.web.miniapp import MINIAPP, MiniApp
+from domain.db.analytics import EquitySnapshot
 from domain.db.uow import UnitOfWork
 from domain.market.clock import ManualClock
 from domain.market.models import Side, Tick
 from domain.ratelimit import Decision
+from domain.trading.models import AccountKind
 from tests.conftest import require
 from tests.fakes.telegram import TOKEN, FakeTelegram
 from tests.harness import Harness, build_harness
@@ -459,3 +461,25 @@ async def test_a_replica_serves_live_ticks_from_the_redis_stream(
         await runner.cleanup()
         await replica.close()
         await worker.close()
+
+
+async def test_dashboard_drawdown_is_one_episode(site: Site) -> None:
+    """The dashboard's max drawdown pairs the money and the percent of the same fall, like /performance."""
+    await site.user(ANN)
+    await site.trade(ANN, Side.BUY, "EURUSD", 0.01)
+    await site.close(ANN, "EURUSD")
+    now = site.clock() // 1000
+    async with UnitOfWork(site.app.sessionmaker) as uow:
+        linked = await uow.trading.account(ANN, AccountKind.DEMO)
+        assert linked is not None
+        # 1000 → 500: 50 %, 500 lost; 10,000 → 9,000 loses more (1,000) but only 10 %
+        equity = (1_000.0, 500.0, 10_000.0, 9_000.0, 9_500.0)
+        await uow.equity.add([EquitySnapshot(ANN, "demo", linked[0].login, now - 3600 * (5 - i), v, v)
+                              for i, v in enumerate(equity)])  # fmt: skip
+        await uow.commit()
+    status, body = await site.get("/api/dashboard?period=all", "tma " + site.init_data(ANN))
+    assert status == 200
+    m = body["metrics"]
+    assert (m["max_drawdown"], m["max_drawdown_pct"]) == (500.0, 50.0)
+    assert (m["max_drawdown_peak"], m["max_drawdown_trough"]) == (now - 5 * 3600, now - 4 * 3600)
+    assert min(body["drawdown"]["v"]) == -50.0  # the curve's deepest point is that episode

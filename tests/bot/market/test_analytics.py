@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from domain.db.analytics import EquitySnapshot
 from domain.db.uow import UnitOfWork
 from domain.market.clock import ManualClock
+from domain.trading.models import AccountKind
 from tests.fakes.telegram import Call
 from tests.harness import Harness
 
@@ -87,3 +89,23 @@ async def test_many_symbols_are_summarized(harness: Harness, clock: ManualClock)
     calls = await harness.send("/performance")
     text = "\n".join(c.text for c in calls)
     assert "…and 2 more" in text and any(c.method == "sendPhoto" for c in calls)
+
+
+async def test_max_drawdown_money_and_percent_are_one_episode(harness: Harness, clock: ManualClock) -> None:
+    await set_tier(harness, ANN, "basic")
+    await trade(harness, "/trade buy EURUSD 0.01")
+    await trade(harness, "/close all")
+    async with UnitOfWork(harness.app.sessionmaker) as uow:
+        linked = await uow.trading.account(ANN, AccountKind.DEMO)
+        assert linked is not None
+        login = linked[0].login
+        now = clock() // 1000
+        # 1000 → 500 is the deepest fall (50 %, 500 lost); 10,000 → 9,000 loses more money (1,000) but only 10 %
+        equity = (1_000.0, 500.0, 10_000.0, 9_000.0, 9_500.0)
+        await uow.equity.add([EquitySnapshot(ANN, "demo", login, now - 3600 * (5 - i), v, v) for i, v in enumerate(equity)])
+        await uow.commit()
+    text = photo(await harness.send("/performance all")).text
+    assert "Max drawdown: 50.00% (500.00 USD below its peak)" in text
+    assert "1,000.00 USD" not in text
+    ru = photo(await harness.send("/performance all", lang="ru")).text
+    assert "50.00%" in ru and "500.00 USD" in ru and "1,000.00 USD" not in ru

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 import pytest
 
 from domain.agents.agents import LearnerAgent, default_agents
-from domain.agents.backtest import BacktestConfig, BacktestReport, format_report, run_backtest, wilson
+from domain.agents.backtest import (
+    BacktestConfig,
+    BacktestReport,
+    bars_per_year,
+    default_cost,
+    detect_timeframe,
+    format_report,
+    performance,
+    run_backtest,
+    wilson,
+)
 from domain.agents.series import Series
+from domain.market.models import Timeframe
 
-from .conftest import perturb_after
+from .conftest import perturb_after, synthetic
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +108,81 @@ def test_costs_reduce_pnl(eurusd: Series, report: BacktestReport) -> None:
     costly = run_backtest(eurusd, config=BacktestConfig(cost=0.0001))
     for a, b in zip(report.results, costly.results[:-1]):
         assert b.performance.pnl_price == pytest.approx(a.performance.pnl_price - 0.0001 * a.signals, abs=1e-9)
+    # costs lower every net figure and leave the gross ones exactly as at cost 0
+    for free, paid in zip(report.results, costly.results):
+        assert paid.gross == free.gross == free.performance, paid.agent
+        assert paid.performance.pnl_price < paid.gross.pnl_price  # type: ignore[union-attr]
+        assert paid.performance.sharpe < paid.gross.sharpe  # type: ignore[union-attr]
+    assert costly.buy_and_hold_gross == report.buy_and_hold_gross == report.buy_and_hold
+    assert costly.buy_and_hold.pnl_price == pytest.approx(report.buy_and_hold.pnl_price - 0.0001, abs=1e-12)
+
+
+def test_default_cost_is_the_symbols_typical_spread() -> None:
+    assert default_cost("EURUSD") == 0.0001  # 10 points of 0.00001: one pip
+    assert default_cost("usdjpy") == 0.012 and default_cost("gold") == 0.25  # aliases too
+    assert default_cost("BTCUSD") == 30.0
+    assert default_cost("GOOG") is None  # not in the symbol table
+
+
+def test_drawdown_money_and_percent_are_one_episode() -> None:
+    # equity 100, 50, 1000, 900, 950: the 50 % fall lost 50; the later 100 fall is only 10 %
+    p = performance(np.array([-50.0, 950.0, -100.0, 50.0]), 100.0, 252.0)
+    assert (p.pnl_price, p.pnl_pct) == (850.0, 850.0)
+    assert (p.max_drawdown_price, p.max_drawdown_pct) == (50.0, 50.0)
+    # the same path as buy-and-hold in a backtest, and in its printed report
+    closes = np.concatenate([np.full(301, 100.0), [50.0, 1000.0, 900.0, 950.0]])  # tested from bar 300
+    bars = Series.from_arrays(86400 * np.arange(closes.size), closes, closes, closes, closes, symbol="X")
+    rep = run_backtest(bars)
+    b = rep.buy_and_hold
+    assert (b.max_drawdown_price, b.max_drawdown_pct) == (pytest.approx(50.0), pytest.approx(50.0))
+    row = next(line for line in format_report(rep).splitlines() if line.startswith("buy&hold"))
+    assert row.split()[1:5] == ["+850.00000", "+850.00", "50.00000", "50.00"]
+
+
+def _daily(n: int, seed: int = 3) -> Series:
+    """Weekday bars (weekend gaps) of a stock-like random walk."""
+    rng = np.random.default_rng(seed)
+    days = [d for d in range(int(n * 1.5)) if (d + 3) % 7 < 5][:n]  # epoch day 0 is a Thursday
+    close = 120.0 * np.exp(np.cumsum(rng.normal(0.0004, 0.018, n)))
+    return Series.from_arrays(np.array(days) * 86400, close, close * 1.01, close * 0.99, close, symbol="GOOG")
+
+
+def test_sharpe_is_quantstats_on_daily_bars() -> None:
+    series = _daily(700)
+    assert detect_timeframe(series.time) is Timeframe.D1
+    rep = run_backtest(dataclasses.replace(series, timeframe=Timeframe.D1))
+    assert rep.timeframe == "D1" and rep.bars_per_year == 252
+    # quantstats.stats.sharpe / empyrical.sharpe_ratio: mean / std(ddof=1) of simple returns * sqrt(252)
+    c = series.close[rep.start_index :]
+    r = c[1:] / c[:-1] - 1
+    expected = r.mean() / r.std(ddof=1) * math.sqrt(252)
+    assert rep.buy_and_hold.sharpe == pytest.approx(expected, rel=1e-9)
+    peak = np.maximum.accumulate(c)
+    assert rep.buy_and_hold.max_drawdown_pct == pytest.approx(100 * np.max(1 - c / peak), rel=1e-9)
+
+
+def test_timeframe_from_the_median_bar_spacing(eurusd: Series) -> None:
+    assert detect_timeframe(eurusd.time) is Timeframe.H1  # real H1 bars with weekend gaps
+    assert detect_timeframe(_daily(300).time) is Timeframe.D1
+    h4 = synthetic(50).time[::4]
+    assert detect_timeframe(h4) is Timeframe.H4
+    assert detect_timeframe(np.arange(10) * 7 * 86400) is None  # weekly: not a timeframe we have
+    assert detect_timeframe(np.array([0])) is None
+    # one bar in three missing, or stamps a few seconds off the hour, are still H1
+    assert detect_timeframe(np.cumsum([3600, 3600, 7200] * 20)) is Timeframe.H1
+    jitter = np.random.default_rng(0).integers(-30, 30, 200)
+    assert detect_timeframe(3600 * np.arange(200) + jitter) is Timeframe.H1
+    assert detect_timeframe(np.cumsum([3600, 7200, 7200] * 20)) is None  # median 2 h: no such timeframe
+
+
+def test_annualization_follows_timeframe_and_session() -> None:
+    assert bars_per_year(Timeframe.D1, "EURUSD") == 252 == bars_per_year(Timeframe.D1, "GOOG")
+    assert bars_per_year(Timeframe.H1, "EURUSD") == 6240  # 260 days of 24 hours
+    assert bars_per_year(Timeframe.H4, "GBPUSD") == 1560
+    assert bars_per_year(Timeframe.H1, "XAUUSD") == 115 * 52  # a daily hour's break
+    assert bars_per_year(Timeframe.H1, "BTCUSD") == 168 * 52
+    assert bars_per_year(Timeframe.M15, "GER40") == 70 * 4 * 52
+    assert bars_per_year(Timeframe.H1, "GOOG") == 6240  # off the table: the FX week
 
 
 def test_progress_and_format(eurusd: Series, report: BacktestReport) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 
+import numpy as np
 import pytest
 
 from domain.analytics import metrics as m
@@ -99,6 +100,25 @@ def test_drawdown_series_and_extremes() -> None:
     dd = m.drawdown(EQUITY)
     assert (dd.peak_time, dd.trough_time) == (T0 + 43_200, T0 + D + 200)
     assert m.drawdown([(1, 5.0), (2, 6.0)]) == m.Drawdown(0.0, 0.0, None, None)
+
+
+def test_max_drawdown_money_and_percent_come_from_one_episode() -> None:
+    # 100 → 50 is a 50 % fall of 50; 1000 → 900 a bigger money fall (100) but only 10 %
+    equity = [(T0 + i * 3600, v) for i, v in enumerate((100.0, 50.0, 1000.0, 900.0, 950.0))]
+    dd = m.drawdown(equity)
+    assert dd == m.Drawdown(50.0, 50.0, T0, T0 + 3600)
+    r = m.compute([], equity)
+    assert (r.max_drawdown, r.max_drawdown_pct) == (50.0, 50.0)  # never "100 (50 %)"
+    assert (r.max_drawdown_peak, r.max_drawdown_trough) == (T0, T0 + 3600)
+    # the deeper episode in percent wins even when it comes later and loses less money
+    later = [(T0 + i, v) for i, v in enumerate((1000.0, 800.0, 900.0, 100.0, 40.0))]
+    assert m.drawdown(later) == m.Drawdown(960.0, 96.0, T0, T0 + 4)
+    late = [(T0 + i, v) for i, v in enumerate((1000.0, 900.0, 1000.0, 200.0, 50.0, 30.0, 60.0))]
+    assert m.drawdown(late) == m.Drawdown(970.0, 97.0, T0, T0 + 5)
+    # equal percentages: the larger money fall
+    tie = [(T0 + i, v) for i, v in enumerate((100.0, 90.0, 1000.0, 900.0))]
+    assert m.drawdown(tie) == m.Drawdown(100.0, 10.0, T0 + 2, T0 + 3)
+    assert m.deepest_drawdown(np.array([1.0, 2.0, 3.0])) is None
 
 
 def test_empty_inputs_do_not_crash() -> None:
