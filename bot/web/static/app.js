@@ -7,7 +7,8 @@
 (function () {
   const KEY = "ht-auth";
   const tg = window.Telegram && window.Telegram.WebApp;
-  const LWC = window.LightweightCharts;
+  // app.js runs first (it starts the API requests at once); lightweight-charts loads while they are in flight
+  let LWC = null;
   const state = { auth: null, me: null, L: {}, ws: null, wsTimer: null, wsDelay: 500, watch: [], onTick: null, ticks: 0,
     charts: {}, live: [] };
   const $ = (sel) => document.querySelector(sel);
@@ -129,8 +130,15 @@
   }
 
   // ---- formatting ----
-  const nf = (digits) => new Intl.NumberFormat(state.me ? state.me.locale : undefined,
-    { minimumFractionDigits: digits, maximumFractionDigits: digits });
+  const formats = new Map();  // one Intl.NumberFormat per precision: the charts format every axis label with it
+  const nf = (digits) => {
+    let f = formats.get(digits);
+    if (!f) {
+      f = new Intl.NumberFormat(state.me ? state.me.locale : undefined, { minimumFractionDigits: digits, maximumFractionDigits: digits });
+      if (state.me) formats.set(digits, f);
+    }
+    return f;
+  };
   const money = (v) => (v == null ? "—" : nf(2).format(v));
   const pct = (v) => (v == null ? "—" : nf(1).format(v) + "%");
   const num = (v, d) => (v == null ? "—" : nf(d == null ? 2 : d).format(v));
@@ -163,6 +171,7 @@
   const AGENT_COLOURS = ["#2481cc", "#1a9f5b", "#d64545", "#d89b1c", "#8e44ad", "#16a085", "#e67e22", "#7f8c8d"];
 
   function makeChart(el, name, data, options) {
+    LWC = LWC || window.LightweightCharts;
     const c = palette();
     const chart = LWC.createChart(el, Object.assign({
       autoSize: true,
@@ -515,6 +524,16 @@
     return h("div", { class: "legend" }, ...names.map((n, i) => h("span", null, h("i", { class: "c" + (i % AGENT_COLOURS.length) }), n)));
   }
 
+  // the deferred lightweight-charts script runs after this one: the first page waits for it (or for the load
+  // event, when it could not be loaded: the page then reports the error)
+  function chartsLoaded() {
+    if (window.LightweightCharts || document.readyState === "complete") return Promise.resolve();
+    return new Promise((done) => {
+      window.addEventListener("DOMContentLoaded", done, { once: true });
+      window.addEventListener("load", done, { once: true });
+    });
+  }
+
   function currentPage() {
     const path = location.pathname.replace(/\/+$/, "");
     return path.endsWith("/chart") ? "chart" : path.endsWith("/agents") ? "agents" : "dashboard";
@@ -555,6 +574,7 @@
       (state.L.charts_by || "{name}").split("{name}")[1] || "");
     window.addEventListener("popstate", route);
     connect();
+    await chartsLoaded();
     await route();
   }
 
