@@ -39,7 +39,7 @@ from domain.agents.learning import Signal, record_resolution, resolve, stats_map
 from domain.agents.series import Series
 from domain.agents.service import AgentService
 from domain.agents.votes import Direction
-from domain.db.agents import CONSENSUS, StoredSignal
+from domain.db.agents import CONSENSUS, StoredSignal, StoredVote
 from domain.clock import utcnow
 from domain.db.uow import UnitOfWork
 from domain.market.models import Timeframe
@@ -215,6 +215,12 @@ class AgentRunner:
                     await record_resolution(repo, res, svc.decay)
             computed = svc.compute(window)
             decision = svc.decide(computed, await stats_map(repo, symbol, tf.value))
+            # every vote of this bar, flat ones too, with the weight it carried: the consensus history
+            await repo.add_votes(symbol, tf.value, bar_time, [
+                *(StoredVote(w.vote.agent, bar_time, w.vote.direction.value, w.vote.confidence, w.weight)
+                  for w in decision.votes),
+                StoredVote(CONSENSUS, bar_time, decision.direction.value, decision.confidence, None),
+            ])  # fmt: skip
             for vote in computed.votes:
                 if vote.direction is not Direction.FLAT:
                     await repo.add_signal(vote.agent, symbol, tf.value, vote.direction.value, vote.time, vote.price,

@@ -1,8 +1,12 @@
 """The read-only Telegram Mini App: pages under ``/app/``, their JSON under ``/api/``, live ticks on ``/app/ws``.
 
 * Pages: one HTML shell (``static/index.html``) for ``/app/`` (dashboard),
-  ``/app/chart`` and ``/app/agents``; the script (``static/app.js``) draws every
-  chart itself on a canvas. Nothing is loaded from another origin.
+  ``/app/chart`` and ``/app/agents``; the script (``static/app.js``) draws the
+  charts with TradingView's lightweight-charts, vendored under
+  ``static/vendor/`` (pinned by hash, see ``vendor.json``). Nothing is loaded
+  from another origin.
+* Every page's JSON says ``simulated``: true when the prices come from the
+  simulated terminal (``MT5_BACKEND=sim``), and the page marks them so.
 * Every ``/api/`` request carries ``Authorization: tma <initData>`` (opened from
   a WebApp button) or ``Authorization: link <token>`` (a signed plain link); see
   :mod:`bot.web.auth`. The user id comes only from that proof, so a user can
@@ -36,6 +40,7 @@ from aiohttp import WSMsgType, web
 from bot.views.webapp import labels, locked_message, not_a_user, unauthorized
 from bot.web.auth import Unauthorized, WebAuth, WebUser
 from domain.analytics.metrics import Period, drawdown_pct
+from domain.db.agents import CONSENSUS, StoredVote
 from domain.db.uow import UnitOfWork
 from domain.errors import DomainError, InvalidInput
 from domain.market.models import Position, Tick, Timeframe
@@ -57,6 +62,7 @@ MAX_BARS = 500
 MAX_EQUITY_POINTS = 1500  # the curve is thinned to this many points (each bucket keeps its low and high)
 MAX_SIGNALS = 200  # agent signals drawn on a chart / listed on the agents page
 MAX_HISTORY = 2000  # weight updates plotted on the agents page
+VOTE_BARS = 48  # bars of consensus history (every agent's vote) on the agents page
 MAX_WATCH = 8  # symbols one connection may follow
 SLOW_SOCKET_BYTES = 64 * 1024  # unsent bytes above which a page is slow: it gets the latest tick once it drains
 SLOW_SOCKET_POLL = 0.02  # seconds between checks of a slow page's socket
@@ -355,6 +361,26 @@ def weights_over_time(points: list[Any]) -> dict[str, Any]:
     return {"t": times, "agents": series}
 
 
+_DIRECTION = {"buy": 1, "sell": -1}
+
+
+def votes_per_bar(votes: Sequence[StoredVote]) -> dict[str, Any]:
+    """Each agent's vote at each recorded bar on one time axis: direction (1 buy, -1 sell, 0 flat, None when the
+    agent did not vote at that bar), confidence and the weight it carried; the consensus apart."""
+    times = sorted({v.time for v in votes})
+    index = {t: i for i, t in enumerate(times)}
+    rows: dict[str, dict[str, list[Any]]] = {}
+    for v in votes:
+        row = rows.setdefault(v.agent, {"d": [None] * len(times), "c": [None] * len(times), "w": [None] * len(times)})
+        i = index[v.time]
+        row["d"][i] = _DIRECTION.get(v.direction, 0)
+        row["c"][i] = _finite(v.confidence)
+        row["w"][i] = _finite(v.weight) if v.weight is not None else None
+    consensus = rows.pop(CONSENSUS, {"d": [None] * len(times), "c": [None] * len(times)})
+    consensus.pop("w", None)
+    return {"t": times, "agents": dict(sorted(rows.items())), "consensus": consensus}
+
+
 def _dumps(body: Any) -> str:
     return json.dumps(body, separators=(",", ":"), allow_nan=False, default=str)
 
@@ -393,6 +419,10 @@ class MiniApp:
 
     async def redirect(self, request: web.Request) -> web.StreamResponse:
         raise web.HTTPFound("/app/" + (f"?{request.query_string}" if request.query_string else ""))
+
+    def simulated(self) -> bool:
+        """Whether the prices the pages show come from the simulated terminal (the market-data backend is ``sim``)."""
+        return self.app.market.hub.backend == "sim"
 
     # -- authentication --
     async def viewer(self, uow: UnitOfWork, credentials: str | None, languages: str = "") -> Viewer:
@@ -463,6 +493,7 @@ class MiniApp:
             "labels": texts,
             "symbols": await self._symbols(),
             "timeframes": [tf.value for tf in Timeframe],
+            "simulated": self.simulated(),
         }
 
     async def _symbols(self) -> list[str]:
@@ -479,6 +510,7 @@ class MiniApp:
         drawdown = drawdown_pct(report.values)
         return {
             "period": period.value,
+            "simulated": self.simulated(),
             "currency": report.currency,
             "account": {"kind": report.account_kind.value, "login": report.login},
             "balance": report.balance,
@@ -553,9 +585,10 @@ class MiniApp:
             "digits": spec.digits,
             "tf": tf.value,
             "tf_seconds": tf.seconds,
+            "simulated": self.simulated(),
             "bars": {
                 "t": [b.time for b in bars], "o": [b.open for b in bars], "h": [b.high for b in bars],
-                "l": [b.low for b in bars], "c": [b.close for b in bars],
+                "l": [b.low for b in bars], "c": [b.close for b in bars], "v": [b.tick_volume for b in bars],
             },  # fmt: skip
             "levels": sorted(levels),
             "trades": trades,
@@ -589,15 +622,18 @@ class MiniApp:
             for w in decision.votes if w.vote.agent in visible
         ]  # fmt: skip
         history = await uow.agents.history(spec.name, tf.value, limit=MAX_HISTORY)
+        recorded = await uow.agents.vote_history(spec.name, tf.value, VOTE_BARS)
         return {
             "symbol": spec.name,
             "tf": tf.value,
+            "simulated": self.simulated(),
             "consensus": {
                 "direction": decision.direction.value, "confidence": _finite(decision.confidence),
                 "agreement": _finite(decision.agreement), "time": decision.time, "vetoed": decision.vetoed,
             },  # fmt: skip
             "votes": votes,
             "history": weights_over_time([p for p in history if p.agent in visible]),
+            "consensus_history": votes_per_bar([v for v in recorded if v.agent in visible | {CONSENSUS}]),
             "signals": [s for s in await self._signals(uow, spec.name, tf, 0) if s["agent"] in visible | {"consensus"}],
         }
 

@@ -25,6 +25,7 @@ from domain.db.models import (
     AgentSignalRow,
     AgentStatsHistoryRow,
     AgentStatsRow,
+    AgentVoteRow,
     SignalDigestRow,
     SignalSubscriptionRow,
 )
@@ -69,6 +70,17 @@ class StatsPoint:
     def stats(self) -> AgentStats:
         return AgentStats(self.agent, self.symbol, self.timeframe, self.alpha, self.beta, self.hits, self.misses,
                           self.time)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class StoredVote:
+    """One agent's vote (or the consensus, agent ``consensus``) at one bar, and the weight it carried."""
+
+    agent: str
+    time: int  # open time of the bar voted on
+    direction: str  # buy | sell | flat
+    confidence: float
+    weight: float | None
 
 
 def _stats(row: AgentStatsRow) -> AgentStats:
@@ -135,6 +147,31 @@ class SqlAgentRepository:
             StatsPoint(r.agent, r.symbol, r.timeframe, r.alpha, r.beta, r.hits, r.misses, r.time)
             for r in reversed(list(rows))
         ]
+
+    # ---- votes per bar (the consensus history) ----
+    async def add_votes(self, symbol: str, timeframe: str, time: int, votes: Sequence[StoredVote]) -> None:
+        """Store one bar's votes; a rerun of the same bar changes nothing."""
+        if not votes:
+            return
+        rows = [
+            {"symbol": symbol, "timeframe": timeframe, "time": time, "agent": v.agent, "direction": v.direction,
+             "confidence": _finite(v.confidence) or 0.0, "weight": _finite(v.weight)}
+            for v in votes
+        ]  # fmt: skip
+        stmt = self._insert()(AgentVoteRow).values(rows)
+        await self._s.execute(stmt.on_conflict_do_nothing(index_elements=["symbol", "timeframe", "time", "agent"]))
+
+    async def vote_history(self, symbol: str, timeframe: str, bars: int) -> list[StoredVote]:
+        """The votes of the last ``bars`` processed bars of (symbol, timeframe), oldest first."""
+        times = select(AgentVoteRow.time).where(AgentVoteRow.symbol == symbol, AgentVoteRow.timeframe == timeframe)
+        cut = await self._s.scalar(
+            times.distinct().order_by(AgentVoteRow.time.desc()).offset(max(0, bars - 1)).limit(1)
+        )
+        q = select(AgentVoteRow).where(AgentVoteRow.symbol == symbol, AgentVoteRow.timeframe == timeframe)
+        if cut is not None:
+            q = q.where(AgentVoteRow.time >= cut)
+        rows = await self._s.scalars(q.order_by(AgentVoteRow.time, AgentVoteRow.agent))
+        return [StoredVote(r.agent, r.time, r.direction, r.confidence, r.weight) for r in rows]
 
     # ---- signals ----
     async def add_signal(

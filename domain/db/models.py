@@ -511,6 +511,21 @@ class AgentSignalRow(Base):
     resolved_at: Mapped[int | None] = mapped_column(BigInteger)  # epoch seconds of the resolving bar
 
 
+class AgentVoteRow(Base):
+    """Every agent's vote (flat ones too) and the consensus at each processed bar, with the weight it carried:
+    the agents page's consensus history. Agent ``consensus`` is the decision itself (its weight is null)."""
+
+    __tablename__ = "agent_votes"
+
+    symbol: Mapped[str] = mapped_column(String(32), primary_key=True)
+    timeframe: Mapped[str] = mapped_column(String(8), primary_key=True)
+    time: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # open time of the bar voted on
+    agent: Mapped[str] = mapped_column(String(32), primary_key=True)
+    direction: Mapped[str] = mapped_column(String(8))  # buy | sell | flat
+    confidence: Mapped[float] = mapped_column(Float)
+    weight: Mapped[float | None] = mapped_column(Float)
+
+
 class SignalSubscriptionRow(Base):
     """A symbol on a user's watchlist: its consensus signals reach the user."""
 

@@ -338,9 +338,11 @@ async def test_plans_unknown_users_and_bad_input(site: Site) -> None:
             html = await r.text()
             assert r.status == 200 and "default-src 'self'" in r.headers["Content-Security-Policy"]
         assert "http" not in html.replace("http-equiv", "")  # nothing from another origin
-        for name in ("app.js", "chart.js", "app.css"):
+        for name in ("app.js", "app.css", "vendor/lightweight-charts.standalone.production.js"):
             async with http.get(f"{site.url}/app/static/{name}") as r:
                 assert r.status == 200 and "//cdn" not in await r.text()
+        async with http.get(f"{site.url}/app/static/chart.js") as r:
+            assert r.status == 404  # the hand-drawn charts are gone: lightweight-charts draws every chart
 
 
 async def test_websocket_watch_and_slot_backpressure(site: Site) -> None:
@@ -378,10 +380,12 @@ async def _until_watching(site: Site, symbol: str) -> None:
 
 
 async def _painted(page: Any, selector: str) -> int:
-    """How many distinct colours a canvas holds (an empty canvas has one)."""
+    """How many distinct colours the canvases of a chart hold together (an empty chart has one or two)."""
     return int(await page.evaluate(
-        """(sel) => { const c = document.querySelector(sel), d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-           const seen = new Set(); for (let i = 0; i < d.length; i += 16) seen.add(d[i] << 16 | d[i+1] << 8 | d[i+2] | d[i+3] << 24);
+        """(sel) => { const seen = new Set();
+           for (const c of document.querySelectorAll(sel + ' canvas')) {
+             const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+             for (let i = 0; i < d.length; i += 16) seen.add(d[i] << 16 | d[i+1] << 8 | d[i+2] | d[i+3] << 24); }
            return seen.size; }""", selector))  # fmt: skip
 
 
