@@ -35,6 +35,7 @@ from domain.billing.model import (
     Notice,
     NoticeKind,
     Overview,
+    Payment,
     Rail,
     ReferralStats,
     Status,
@@ -166,6 +167,23 @@ def subscription_view(overview: Overview, tier: Tier, tiers: TierCatalog, usage:
         rows.append([(_("⬇️ Downgrade to Free at period end"), BillCB(action="history"))])
     rows.append([(_("🧾 Billing"), BillCB(action="history"))])
     return "\n".join(lines), markup(rows)
+
+
+PAYMENT_STATUS = {"paid": N_("paid"), "failed": N_("failed"), "refunded": N_("refunded")}
+
+
+def short_charge(charge_id: str) -> str:
+    """A charge id short enough for a line, still recognisable to support (its start and end)."""
+    return charge_id if len(charge_id) <= 16 else f"{charge_id[:8]}…{charge_id[-6:]}"
+
+
+def payment_line(p: Payment) -> str:
+    """One payment: date, rail, what, amount, status and the charge id shortened."""
+    what = tier_name(p.tier) if p.tier else (_("AI analyses pack") if p.kind == "pack" else "—")
+    return _("{date} · {rail} · {what} · {amount} · {status}").format(
+        date=day(p.created_at), rail=_(RAIL_NAMES.get(p.rail, p.rail.value)), what=what,
+        amount=money(p.amount, p.currency), status=_(PAYMENT_STATUS[p.status]) if p.status in PAYMENT_STATUS else p.status,
+    ) + f" · <code>{html.quote(short_charge(p.charge_id))}</code>"  # fmt: skip
 
 
 def billing_view(overview: Overview, card_page: str | None = None) -> View:

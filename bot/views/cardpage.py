@@ -49,7 +49,8 @@ def _form(action: str, token: str, label: str, tier: str = "") -> str:
 
 
 def plans_page(plans: Sequence[Tier], overview: Overview, token: str) -> str:
-    body = [f"<p>{escape(_('Pay for your plan by card. Payments are processed by Stripe.'))}</p>"]
+    intro = _("Pay for your plan by card. Payments are processed by Stripe.")
+    body = [f"<p>{escape(intro)}</p>"]
     for tier in plans:
         usd = f"{tier.price_cents / 100:.2f}"
         body.append(
@@ -73,10 +74,8 @@ def plans_page(plans: Sequence[Tier], overview: Overview, token: str) -> str:
 
 
 def expired_page() -> str:
-    return _document(
-        _("This link has expired"),
-        [f"<p>{escape(_('Open a fresh link from /premium in the bot: links work for 15 minutes.'))}</p>"],
-    )
+    hint = _("Open a fresh link from /premium in the bot: links work for 15 minutes.")
+    return _document(_("This link has expired"), [f"<p>{escape(hint)}</p>"])
 
 
 def error_page(code: str) -> str:
