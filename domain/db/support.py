@@ -300,7 +300,7 @@ class SqlPersonalData:
             tickets.append(
                 {
                     "id": t.id, "category": t.category, "status": t.status, "priority": t.priority,
-                    "created_at": _plain(t.created_at), "closed_at": _plain(t.closed_at),
+                    "created_at": _plain(t.created_at), "closed_at": _plain(t.closed_at), "payment_id": t.payment_id,
                     "messages": [
                         {"from": "support" if m.from_staff else "you", "text": m.text, "file_id": m.file_id, "at": _plain(m.at)}
                         for m in messages
