@@ -18,7 +18,8 @@ from bot.notify import Notifier
 from bot.ui import show
 from bot.views import paysupport as views
 from bot.views.paysupport import PaySupportCB, TermsCB
-from bot.views.support import staff_new_ticket, ticket_opened
+from bot.views import View
+from bot.views.support import ticket_opened
 from domain.billing.service import BillingService
 from domain.billing.storefront import Storefront
 from domain.compliance import Document
@@ -68,15 +69,18 @@ def make_router() -> Router:
         message: Message, state: FSMContext, uow: UnitOfWork, user: User, tier: Tier, support: SupportService,
         notifier: Notifier, i18n: I18n,
     ) -> None:  # fmt: skip
-        payment_id = int((await state.get_data()).get("payment", 0))
+        payment = await support.own_payment(uow, user, int((await state.get_data()).get("payment", 0)))
         text = body_of(message)
 
+        def render(ticket: Ticket, body: str) -> View:
+            return views.staff_payment_ticket(ticket, body, payment)
+
         async def tell_staff(ticket: Ticket) -> None:
-            await notify_staff(notifier, uow, i18n, support, ticket, staff_new_ticket, text or "📎", "opened")
+            await notify_staff(notifier, uow, i18n, support, ticket, render, text or "📎", "opened")
 
         ticket = await support.open(
             uow, user, tier, Category.BILLING.value, text, attachment_of(message), announce=tell_staff,
-            payment_id=payment_id,
+            payment_id=payment.id,
         )  # fmt: skip
         await state.clear()
         await show(message, ticket_opened(ticket))

@@ -14,11 +14,11 @@ from bot.views import View
 from bot.views.billing import BillCB, day, money, payment_line
 from bot.views.common import Button, keyboard
 from bot.views.compliance import TEXTS, document_name
-from bot.views.support import SupportCB
+from bot.views.support import SupportCB, staff_new_ticket
 from domain.billing.model import Payment
 from domain.billing.storefront import Storefront
 from domain.compliance import CURRENT, Document
-from domain.support.tickets import Category
+from domain.support.tickets import Category, Ticket
 
 PAYSUPPORT_PREFIX = "pys"
 TERMS_PREFIX = "trm"
@@ -73,6 +73,12 @@ def describe_payment_prompt(payment: Payment) -> View:
         ]
     )
     return text, None
+
+
+def staff_payment_ticket(ticket: Ticket, text: str, payment: Payment) -> View:
+    """The staff's new-ticket message, with the payment the ticket is about."""
+    body, markup = staff_new_ticket(ticket, text)
+    return body + "\n\n" + _("💳 Payment: {payment}").format(payment=payment_line(payment)), markup
 
 
 def terms_view(doc: Document, storefront: Storefront) -> View:

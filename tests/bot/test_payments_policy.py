@@ -223,7 +223,8 @@ async def test_paysupport_lists_payments_and_opens_a_ticket_about_one_that_staff
     tickets = await _tickets(h)
     assert len(tickets) == 1 and tickets[0].payment_id == pay_id and tickets[0].category == "billing"
     await h.app.drain_outbox(h.bot)
-    assert any(int(c.params.get("chat_id", 0)) == AGENT for c in h.telegram.calls if c.method == "sendMessage")
+    told = [c.text for c in h.telegram.calls if c.method == "sendMessage" and int(c.params.get("chat_id", 0)) == AGENT]
+    assert any("500 ⭐" in t and "stxAbCdE…456789" in t for t in told)  # the new-ticket message names the payment
     # support staff find it in /tickets with the payment and its full charge id (what /refund takes)
     queue = (await h.send("/tickets", user=AGENT))[0]
     view = next(data for _, data in queue.buttons if data and data.startswith(f"tk:view:{tickets[0].id}"))
