@@ -47,11 +47,13 @@ from bot.registry import Registry
 from bot.settings import Settings
 from bot.views.billing import NoticeOutbox
 from bot.views.trading import AutoTradeReporter, SettlementNotice
+from bot.web.pay import card_page
 from dialogs.common import StaleDialogMiddleware
 from domain.admin import AdminService
 from domain.agents.service import AgentService
 from domain.analytics.service import AnalyticsService
 from domain.billing.service import BillingService
+from domain.billing.storefront import Storefront
 from domain.billing.stripe import StripeGateway
 from domain.broadcast import BroadcastService
 from domain.compliance import ComplianceService
@@ -102,6 +104,7 @@ class App:
     compliance: ComplianceService = field(default_factory=ComplianceService)  # support (0004): shared with the gate
     dispatcher: Dispatcher = field(init=False)
     billing: BillingService = field(init=False)
+    storefront: Storefront = field(default_factory=Storefront)  # what this bot sells and how (handler param)
     market: TradingRuntime = field(init=False)
     analytics: AnalyticsService = field(init=False)  # performance analytics and dashboards
     dialogs: BgManagerFactory = field(init=False)  # aiogram-dialog background managers (setup_dialogs)
@@ -215,6 +218,7 @@ async def create_app(
     app.billing = BillingService(
         tiers, users, current, unit=lambda: UnitOfWork(sessionmaker), stripe=_stripe(settings), old_secrets=old_secrets
     )
+    app.storefront = Storefront(card_on_web=settings.consumer_card_checkout == "web", web_url=settings.web_public_url)
     app.market = await TradingRuntime.create(settings, sessionmaker, tiers, redis)
     app.notifier = notifier = OutboxNotifier(sessionmaker)  # every proactive message goes through the outbox
     notifier.on_queued.append(app.wake_outbox)
@@ -255,6 +259,8 @@ def _dispatcher(app: App, limiter: RateLimiter, ledger: UpdateLedger, reporter: 
         users=app.users,
         referrals=ReferralService(app.users),
         billing=app.billing,
+        storefront=app.storefront,
+        card_page=card_page(app),  # None unless consumers may pay by card on the web page
         meter=app.meter,
         quotas=QuotaService(app.meter),
         health=app.health,

@@ -169,6 +169,7 @@ _MESSAGES: dict[str, str] = {
     # support, staff, broadcasts
     "SUP-NOT-FOUND": N_("No such ticket among yours. /support lists your tickets."),
     "SUP-CLOSED": N_("Ticket #{ticket} is closed. Open a new one in /support."),
+    "SUP-NO-PAYMENT": N_("That payment isn't one of yours, so it can't be attached. /paysupport lists your payments."),
     "ADM-NO-USER": N_("No user matches “{ref}”. Use the numeric id or @username of someone who has started the bot."),
     "ADM-FORBIDDEN": N_("You don't have access to that."),
     "BC-NOT-FOUND": N_("No such broadcast draft."),

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     stripe_price_basic: str | None = None
     stripe_price_pro: str | None = None
     stripe_price_enterprise: str | None = None
+    # consumers' card checkout: off (Stars only in Telegram) or web (also by card on {WEB_PUBLIC_URL}/pay/)
+    consumer_card_checkout: Literal["off", "web"] = "off"
     admin_ids: IdSet = frozenset()
     support_ids: IdSet = frozenset()
     secret_key: SecretStr | None = None  # the current key first; old ones after commas (rotation)

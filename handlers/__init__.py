@@ -14,9 +14,11 @@ from aiogram import Router
 from bot.i18n import N_
 from bot.registry import Category, Command, Registry
 from bot.views.billing import PREFIX as BILLING_PREFIX
+from bot.views.paysupport import PAYSUPPORT_PREFIX, TERMS_PREFIX
 from domain.tiers import Feature
 from domain.users import Role
 from handlers import agents, analytics, billing, compliance, core, fallback, feedback, market, settings, staff, status, support, trading
+from handlers import paysupport
 
 COMMANDS: tuple[Command, ...] = (
     Command("start", core.make_router, N_("Main menu"), Category.CORE),
@@ -42,6 +44,11 @@ COMMANDS: tuple[Command, ...] = (
     Command("premium", billing.make_router, N_("Compare plans, start a trial, upgrade"), Category.BUSINESS,
             private=True),  # fmt: skip
     Command("referral", billing.make_router, N_("Invite friends, earn Pro days"), Category.BUSINESS, private=True),
+    # What Telegram asks of a bot that sells: payment help, and the terms
+    Command("paysupport", paysupport.make_router, N_("Payment help: your payments, refunds, a ticket"),
+            Category.BUSINESS, callbacks=(PAYSUPPORT_PREFIX,), private=True),  # fmt: skip
+    Command("terms", paysupport.make_router, N_("Terms of service, privacy, risk disclosure"), Category.BUSINESS,
+            callbacks=(TERMS_PREFIX,)),  # fmt: skip
     Command("refund", billing.make_router, N_("Refund a Telegram Stars payment"), Category.BUSINESS, role=Role.SUPPORT,
             private=True),  # fmt: skip
     Command("price", market.make_router, N_("Live quotes: bid, ask, spread, day range"), Category.TRADING),

@@ -1,4 +1,10 @@
-"""/subscription, /billing, /premium, /referral, Stars payments, and the staff-only /refund."""
+"""/subscription, /billing, /premium, /referral, Stars payments, and the staff-only /refund.
+
+Inside the chat every plan is sold for Telegram Stars. Card checkout and Stripe's portal are never
+offered here: with the operator's switch on (CONSUMER_CARD_CHECKOUT=web) the views link to the card
+page (bot/web/pay.py). Cancelling or resuming a card subscription's renewal stays here: it sells
+nothing, and a subscriber must always be able to stop being charged from where they use the bot.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ from bot.ui import show
 from bot.views import billing as views
 from bot.views.billing import BillCB
 from bot.views.menu import MenuCB
+from bot.web.pay import CardPage
 from domain.billing.model import StarsPayment
 from domain.billing.service import BillingService
 from domain.db.uow import UnitOfWork
@@ -64,23 +71,26 @@ def make_router() -> Router:
 
     @router.message(Command("billing"))
     @router.callback_query(BillCB.filter(F.action == "history"))
-    async def history(event: Message | CallbackQuery, uow: UnitOfWork, user: User, billing: BillingService) -> None:
-        await show(event, views.billing_view(await billing.overview(uow, user)))
+    async def history(
+        event: Message | CallbackQuery, uow: UnitOfWork, user: User, billing: BillingService,
+        card_page: CardPage | None = None,
+    ) -> None:  # fmt: skip
+        link = card_page.link(user.id) if card_page is not None else None
+        await show(event, views.billing_view(await billing.overview(uow, user), link))
 
     @router.message(Command("premium"))
     @router.callback_query(BillCB.filter(F.action == "plan"))
     async def premium(
         event: Message | CallbackQuery, uow: UnitOfWork, user: User, tier: Tier, tiers: TierCatalog,
         billing: BillingService, quotas: QuotaService, callback_data: BillCB | None = None,
+        card_page: CardPage | None = None,
     ) -> None:  # fmt: skip
         overview = await billing.overview(uow, user)
-        card = {t.code for t in tiers if billing.sells_by_card(t.code)}
         focus = callback_data.tier if callback_data is not None and callback_data.tier in tiers else ""
+        link = card_page.link(user.id) if card_page is not None else None
+        usage = await quotas.usage(user)
         await show(
-            event,
-            views.premium_view(
-                tiers, tier, overview, await quotas.usage(user), card, focus, packs=billing.packs_enabled
-            ),
+            event, views.premium_view(tiers, tier, overview, usage, focus, packs=billing.packs_enabled, card_page=link)
         )
 
     @router.message(Command("referral"))
@@ -109,14 +119,10 @@ def make_router() -> Router:
         )  # fmt: skip
         await show(query, views.pay_link_view(link, stars=invoice.amount, tier=invoice.title_tier))
 
-    @router.callback_query(BillCB.filter(F.action == "card"))
-    async def card(query: CallbackQuery, callback_data: BillCB, user: User, billing: BillingService, bot: Bot) -> None:
-        url = await billing.checkout_url(user, callback_data.tier, await _home(bot))
-        await show(query, views.pay_link_view(url, stars=None, tier=callback_data.tier))
-
-    @router.callback_query(BillCB.filter(F.action == "portal"))
-    async def portal(query: CallbackQuery, uow: UnitOfWork, user: User, billing: BillingService, bot: Bot) -> None:
-        await show(query, views.portal_view(await billing.portal_url(uow, user, await _home(bot))))
+    @router.callback_query(BillCB.filter(F.action.in_({"card", "portal"})))
+    async def card_elsewhere(query: CallbackQuery, user: User, card_page: CardPage | None = None) -> None:
+        # a button of an older message: never a Stripe session from the chat
+        await show(query, views.card_elsewhere_view(card_page.link(user.id) if card_page is not None else None))
 
     @router.callback_query(BillCB.filter(F.action == "cancel"))
     async def cancel_ask(
@@ -132,10 +138,12 @@ def make_router() -> Router:
         user: User,
         billing: BillingService,
         bot: Bot,
+        card_page: CardPage | None = None,
     ) -> None:
         cancel = callback_data.action == "cancelok"
         await billing.set_renewal(uow, user, callback_data.sub, cancel=cancel, api=BotStars(bot))
-        await show(query, views.billing_view(await billing.overview(uow, user)))
+        link = card_page.link(user.id) if card_page is not None else None
+        await show(query, views.billing_view(await billing.overview(uow, user), link))
 
     @router.pre_checkout_query()
     async def pre_checkout(query: PreCheckoutQuery, user: User, billing: BillingService) -> None:

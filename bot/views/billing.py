@@ -1,4 +1,9 @@
-"""Plans, subscription, billing history, referral card, and the chat notices billing sends."""
+"""Plans, subscription, billing history, referral card, and the chat notices billing sends.
+
+The consumer payments policy (domain/billing/storefront.py): inside the chat plans are sold for
+Telegram Stars only. No view here shows a card button or a Stripe URL; with the operator's card
+page switched on, /premium and /billing show one link to that page (``card_page``).
+"""
 
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ from bot.callbacks import CallbackInt
 from bot.i18n import N_
 from bot.notify import Notifier
 from bot.views import View
-from bot.views.common import feature_name, price, quota_name, tier_name
+from bot.views.common import feature_name, quota_name, tier_name
 from bot.views.plans import limits_line
 from domain.billing.model import (
     PACK_SIZE,
@@ -30,6 +35,7 @@ from domain.billing.model import (
     Notice,
     NoticeKind,
     Overview,
+    Payment,
     Rail,
     ReferralStats,
     Status,
@@ -44,7 +50,9 @@ PREFIX = "bill"
 
 
 class BillCB(CallbackData, prefix=PREFIX):
-    action: str  # trial | plan | stars | card | pack | cancel | cancelok | resume | portal | history
+    # trial | plan | stars | pack | cancel | cancelok | resume | history; card and portal: buttons of old
+    # messages (no view makes them any more), answered with the policy
+    action: str
     tier: str = ""
     sub: CallbackInt = 0
 
@@ -161,7 +169,25 @@ def subscription_view(overview: Overview, tier: Tier, tiers: TierCatalog, usage:
     return "\n".join(lines), markup(rows)
 
 
-def billing_view(overview: Overview) -> View:
+PAYMENT_STATUS = {"paid": N_("paid"), "failed": N_("failed"), "refunded": N_("refunded")}
+
+
+def short_charge(charge_id: str) -> str:
+    """A charge id short enough for a line, still recognisable to support (its start and end)."""
+    return charge_id if len(charge_id) <= 16 else f"{charge_id[:8]}…{charge_id[-6:]}"
+
+
+def payment_line(p: Payment) -> str:
+    """One payment: date, rail, what, amount, status and the charge id shortened."""
+    what = tier_name(p.tier) if p.tier else (_("AI analyses pack") if p.kind == "pack" else "—")
+    return _("{date} · {rail} · {what} · {amount} · {status}").format(
+        date=day(p.created_at), rail=_(RAIL_NAMES.get(p.rail, p.rail.value)), what=what,
+        amount=money(p.amount, p.currency), status=_(PAYMENT_STATUS[p.status]) if p.status in PAYMENT_STATUS else p.status,
+    ) + f" · <code>{html.quote(short_charge(p.charge_id))}</code>"  # fmt: skip
+
+
+def billing_view(overview: Overview, card_page: str | None = None) -> View:
+    """History and renewal management; a card subscriber's card and invoices only through ``card_page``."""
     lines = [_("<b>🧾 Billing</b>"), ""]
     if overview.subscriptions:
         lines.append(_("<b>Subscriptions</b>"))
@@ -195,8 +221,8 @@ def billing_view(overview: Overview) -> View:
             rows.append(
                 [(_("⏹ Cancel {tier} renewal").format(tier=tier_name(sub.tier)), BillCB(action="cancel", sub=sub.id))]
             )
-    if overview.stripe_enabled and any(s.rail == Rail.STRIPE and s.customer_id for s in overview.subscriptions):
-        rows.append([(_("💳 Manage card and invoices"), BillCB(action="portal"))])
+    if card_page and any(s.rail == Rail.STRIPE and s.customer_id for s in overview.subscriptions):
+        rows.append([(_("🌐 Card and invoices on our website"), card_page)])
     rows.append([(_("💎 Plans"), BillCB(action="plan"))])
     return "\n".join(lines), markup(rows)
 
@@ -215,11 +241,12 @@ def premium_view(
     current: Tier,
     overview: Overview,
     usage: dict[Quota, int],
-    card: set[str],
     focus: str = "",
     *,
     packs: bool = False,
+    card_page: str | None = None,
 ) -> View:
+    """The plans, sold for Stars; ``card_page``: the operator's web page link (the only card route)."""
     paid = [t for t in tiers if t.is_paid and (not focus or t.code == focus)]
     lines = [_("<b>💎 Premium</b>"), ""]
     for quota in Quota:
@@ -247,7 +274,7 @@ def premium_view(
     for tier in paid:
         added = sorted(tier.features - current.features)
         if added and tier.rank > current.rank:
-            lines += ["", f"<b>{tier_name(tier.code)}</b> — {price(tier)}", limits_line(tier)]
+            lines += ["", f"<b>{tier_name(tier.code)}</b> — {stars_price(tier)}", limits_line(tier)]
             lines.append(_("Unlocks: {features}").format(features=", ".join(feature_name(f) for f in added)))
     rows: list[Row] = []
     if overview.trial_available and current.rank < tiers.get(TRIAL_TIER).rank:
@@ -262,20 +289,14 @@ def premium_view(
     for tier in paid:
         if tier.rank <= current.rank:
             continue
-        row: list[tuple[str, CallbackData | str]] = [
-            (
-                _("⭐ {tier} · {stars} Stars").format(tier=tier_name(tier.code), stars=tier.price_stars),
-                BillCB(action="stars", tier=tier.code),
-            )
-        ]
-        if tier.code in card:
-            row.append(
+        rows.append(
+            [
                 (
-                    _("💳 {tier} · ${usd}").format(tier=tier_name(tier.code), usd=f"{tier.price_cents / 100:.2f}"),
-                    BillCB(action="card", tier=tier.code),
+                    _("⭐ {tier} · {stars} Stars").format(tier=tier_name(tier.code), stars=tier.price_stars),
+                    BillCB(action="stars", tier=tier.code),
                 )
-            )
-        rows.append(row)
+            ]
+        )
     if packs:
         rows.append(
             [
@@ -285,30 +306,39 @@ def premium_view(
                 )
             ]
         )
+    if card_page and any(t.rank > current.rank for t in paid):
+        rows.append([(_("🌐 Other ways to pay on our website"), card_page)])
     if not any(t.rank > current.rank for t in paid):
         lines += ["", _("You're on the top plan. Thank you!")]
     return "\n".join(lines), markup(rows)
 
 
-def pay_link_view(url: str, *, stars: int | None, tier: str | None) -> View:
+def stars_price(tier: Tier) -> str:
+    return _("{stars} ⭐ every 30 days").format(stars=tier.price_stars)
+
+
+def pay_link_view(url: str, *, stars: int, tier: str | None) -> View:
+    """A Telegram Stars invoice link (the only way to pay inside the chat)."""
     what = tier_name(tier) if tier else _("{n} extra AI analyses").format(n=PACK_SIZE)
-    if stars is not None:
-        text = _(
-            "Your invoice for {what} is ready: {stars} ⭐. The plan renews every 30 days until you cancel."
-        ).format(what=what, stars=stars)
-        if tier is None:
-            text = _("Your invoice for {what} is ready: {stars} ⭐, a one-off purchase.").format(what=what, stars=stars)
-        button = _("Pay {stars} ⭐").format(stars=stars)
+    text = _(
+        "Your invoice for {what} is ready: {stars} ⭐. The plan renews every 30 days until you cancel."
+    ).format(what=what, stars=stars)
+    if tier is None:
+        text = _("Your invoice for {what} is ready: {stars} ⭐, a one-off purchase.").format(what=what, stars=stars)
+    return text, markup([[(_("Pay {stars} ⭐").format(stars=stars), url)]])
+
+
+def card_elsewhere_view(card_page: str | None) -> View:
+    """An old card or portal button pressed: in Telegram plans are sold for Stars; cards only on the web page."""
+    lines = [_("In Telegram, plans are sold for Telegram Stars ⭐: /premium has them.")]
+    rows: list[Row] = []
+    if card_page:
+        lines.append(_("Card payments and card subscriptions are handled on our website."))
+        rows.append([(_("🌐 Open our website"), card_page)])
     else:
-        text = _(
-            "Pay for {what} by card on Stripe's secure page. Your plan switches on as soon as Stripe confirms."
-        ).format(what=what)
-        button = _("💳 Pay by card")
-    return text, markup([[(button, url)]])
-
-
-def portal_view(url: str) -> View:
-    return _("Manage your card, invoices and plan on Stripe:"), markup([[(_("💳 Open billing portal"), url)]])
+        lines.append(_("A card subscription you already have keeps renewing; cancel or resume it in /billing."))
+    rows.append([(_("💎 Plans"), BillCB(action="plan"))])
+    return "\n".join(lines), markup(rows)
 
 
 def referral_view(stats: ReferralStats, link: str) -> View:
@@ -363,8 +393,14 @@ def notice_text(notice: Notice) -> str:
     if kind == NoticeKind.RENEWED:
         return _("🔄 {tier} renewed until {date}. Thank you!").format(tier=tier, date=until)
     if kind == NoticeKind.PAYMENT_FAILED:
+        if p.get("rail") == Rail.STRIPE.value:
+            return _(
+                "⚠️ Your {tier} card payment failed. You keep {tier} until {date}; check your card with your bank, "
+                "or ask /paysupport."
+            ).format(tier=tier, date=until)
         return _(
-            "⚠️ Your {tier} payment failed. You keep {tier} until {date}; update your payment in /billing to stay on it."
+            "⚠️ Your {tier} renewal in Telegram Stars didn't go through. You keep {tier} until {date}; top up your "
+            "Stars, then renew it in /premium."
         ).format(tier=tier, date=until)
     if kind == NoticeKind.DOWNGRADED:
         return _("Your {tier} subscription has ended; you're on the {now} plan now. /premium shows the plans.").format(

@@ -12,6 +12,7 @@ from aiogram.utils.i18n import gettext as _, ngettext
 from bot.callbacks import CallbackInt
 from bot.i18n import N_
 from bot.views import View
+from bot.views.billing import payment_line
 from bot.views.common import Button, keyboard
 from domain.support.tickets import Category, QueueFilter, Status, Thread, Ticket
 
@@ -128,6 +129,10 @@ def _thread_lines(thread: Thread, *, staff: bool) -> list[str]:
                 user=t.user_id, at=t.created_at.strftime("%Y-%m-%d %H:%M UTC")
             )
         )
+    if thread.payment is not None:
+        lines.append(_("💳 Payment: {payment}").format(payment=payment_line(thread.payment)))
+        if staff:  # the full charge id: what /refund takes
+            lines.append(_("Charge id: <code>{charge}</code>").format(charge=html.quote(thread.payment.charge_id)))
     for m in thread.messages:
         who = _("🧑‍💼 Support") if m.from_staff else (_("👤 User") if staff else _("👤 You"))
         attachment = _(" 📎 {kind}").format(kind=m.file_kind) if m.file_kind else ""

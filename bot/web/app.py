@@ -12,6 +12,7 @@ from aiohttp import web
 from bot import __version__
 from bot.app import App
 from bot.web.miniapp import install as install_miniapp
+from bot.web.pay import install as install_card_page
 from bot.web.stripe import STRIPE_WEBHOOK_PATH, stripe_webhook
 
 TELEGRAM_WEBHOOK_PATH = "/webhooks/telegram"
@@ -65,6 +66,7 @@ def create_web_app(app: App, bot: Bot, *, webhook_secret: str | None = None, web
     web_app.router.add_post(STRIPE_WEBHOOK_PATH, stripe_webhook(app, bot))
     web_app.router.add_get("/metrics", metrics)
     install_miniapp(web_app, app, bot.token)  # the Mini App: /app/, /api/, /app/ws
+    install_card_page(web_app, app, bot)  # consumers' card checkout, off the chat: /pay/ (404 unless switched on)
     if webhook:
         # In the foreground: Telegram gets 200 only after the update was handled,
         # so a crash mid-update means redelivery, not a lost message.

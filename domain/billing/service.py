@@ -576,7 +576,11 @@ class BillingService:
             if status == Status.PAST_DUE:
                 sub = await uow.billing.by_external(external)
                 grace_until = sub.grace_until if sub else now + GRACE
-                return [await self._notice(uow, user_id, NoticeKind.PAYMENT_FAILED, tier=tier, until=grace_until)]
+                return [
+                    await self._notice(
+                        uow, user_id, NoticeKind.PAYMENT_FAILED, tier=tier, until=grace_until, rail=Rail.STRIPE.value
+                    )
+                ]
             return [await self._notice(uow, user_id, NoticeKind.DOWNGRADED, tier=tier)]
         if remote.cancel_at_period_end != was_canceling and not quiet:
             kind = NoticeKind.CANCELED if remote.cancel_at_period_end else NoticeKind.RESUMED
@@ -748,7 +752,9 @@ class BillingService:
             after = await uow.users.get(sub.user_id)
             if new == Status.PAST_DUE:
                 notices.append(
-                    await self._notice(uow, sub.user_id, NoticeKind.PAYMENT_FAILED, tier=sub.tier, until=grace)
+                    await self._notice(
+                        uow, sub.user_id, NoticeKind.PAYMENT_FAILED, tier=sub.tier, until=grace, rail=sub.rail.value
+                    )
                 )
             elif before and after and self._rank(after.effective_tier(now)) < self._rank(before.tier):
                 notices.append(

@@ -383,6 +383,7 @@ class TicketRow(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     closed_at: Mapped[datetime | None]
+    payment_id: Mapped[int | None] = mapped_column(Integer)  # payments.id the ticket is about (/paysupport)
 
 
 class TicketMessageRow(Base):

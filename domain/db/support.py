@@ -18,12 +18,15 @@ from domain.db.models import (
     ConsentRow,
     ErrorEventRow,
     FeedbackRow,
+    PaymentRow,
     SubscriptionRow,
     TicketMessageRow,
     TicketRow,
     UsageEventRow,
     UserRow,
 )
+from domain.billing.model import Payment
+from domain.db.billing import _payment
 from domain.db.repositories import _user
 from domain.errors import NotFound
 from domain.parsing import INT64_MAX, looks_numeric, parse_int
@@ -40,6 +43,7 @@ from domain.tiers import FREE
 from domain.users import DEFAULT_NOTIFICATIONS, Role, User
 
 _SUBJECT = 80
+_INT32_MAX = 2**31 - 1  # payments.id is an INTEGER
 
 
 def _insert(session: AsyncSession):  # type: ignore[no-untyped-def]
@@ -58,6 +62,7 @@ def _ticket(row: TicketRow, subject: str = "") -> Ticket:
         updated_at=row.updated_at,
         closed_at=row.closed_at,
         subject=subject,
+        payment_id=row.payment_id,
     )
 
 
@@ -71,14 +76,22 @@ class SqlTicketRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._s = session
 
-    async def create(self, user_id: int, category: str, priority: int, now: datetime) -> Ticket:
+    async def create(
+        self, user_id: int, category: str, priority: int, now: datetime, payment_id: int | None = None
+    ) -> Ticket:
         row = TicketRow(
             user_id=user_id, category=category, status=Status.OPEN.value, priority=priority,
-            assignee_id=None, created_at=now, updated_at=now, closed_at=None,
+            assignee_id=None, created_at=now, updated_at=now, closed_at=None, payment_id=payment_id,
         )  # fmt: skip
         self._s.add(row)
         await self._s.flush()
         return _ticket(row)
+
+    async def payment(self, payment_id: int) -> Payment | None:
+        if not 0 < payment_id <= _INT32_MAX:  # beyond the column: no such row (PostgreSQL would refuse the query)
+            return None
+        row = await self._s.get(PaymentRow, payment_id)
+        return _payment(row) if row else None
 
     async def add_message(
         self, ticket_id: int, author_id: int, from_staff: bool, text: str, attachment: Attachment | None, now: datetime
@@ -287,7 +300,7 @@ class SqlPersonalData:
             tickets.append(
                 {
                     "id": t.id, "category": t.category, "status": t.status, "priority": t.priority,
-                    "created_at": _plain(t.created_at), "closed_at": _plain(t.closed_at),
+                    "created_at": _plain(t.created_at), "closed_at": _plain(t.closed_at), "payment_id": t.payment_id,
                     "messages": [
                         {"from": "support" if m.from_staff else "you", "text": m.text, "file_id": m.file_id, "at": _plain(m.at)}
                         for m in messages

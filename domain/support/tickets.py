@@ -3,7 +3,9 @@
 Isolation: a ticket is visible to its owner and to staff only. Anyone else
 gets :class:`TicketNotFound` (never "forbidden": the id's existence is not
 revealed). Paid tiers get priority: the priority is the tier's rank, and the
-promised response time follows from it.
+promised response time follows from it. A ticket may carry one payment
+(/paysupport): only one of its owner's own payments, checked when it is chosen
+and again when the ticket is stored.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from domain.audit import AuditEntry, AuditRepository, Surface
+from domain.billing.model import Payment
 from domain.clock import Clock, utcnow
 from domain.errors import DomainError, InvalidInput, NotFound
 from domain.tiers import Tier
@@ -60,6 +63,12 @@ class TicketNotFound(NotFound):
     code = "SUP-NOT-FOUND"
 
 
+class PaymentNotAttachable(NotFound):
+    """Not one of the user's payments (whether it exists elsewhere is not revealed)."""
+
+    code = "SUP-NO-PAYMENT"
+
+
 class TicketClosed(DomainError):
     """The ticket is closed: params: ticket."""
 
@@ -78,6 +87,7 @@ class Ticket:
     updated_at: datetime
     closed_at: datetime | None
     subject: str = ""  # the first message, for lists
+    payment_id: int | None = None  # the payment it is about (one of the owner's)
 
     @property
     def expected_response(self) -> timedelta:
@@ -100,6 +110,7 @@ class TicketMessage:
 class Thread:
     ticket: Ticket
     messages: list[TicketMessage]
+    payment: Payment | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +120,10 @@ class Attachment:
 
 
 class TicketRepository(Protocol):
-    async def create(self, user_id: int, category: str, priority: int, now: datetime) -> Ticket: ...
+    async def create(
+        self, user_id: int, category: str, priority: int, now: datetime, payment_id: int | None = None
+    ) -> Ticket: ...
+    async def payment(self, payment_id: int) -> Payment | None: ...
     async def add_message(
         self, ticket_id: int, author_id: int, from_staff: bool, text: str, attachment: Attachment | None, now: datetime
     ) -> TicketMessage: ...
@@ -145,20 +159,31 @@ class SupportService:
 
     async def open(
         self, uow: SupportUnit, user: User, tier: Tier, category: str, text: str, attachment: Attachment | None = None,
-        *, announce: Announce | None = None,
+        *, announce: Announce | None = None, payment_id: int | None = None,
     ) -> Ticket:  # fmt: skip
+        """A new ticket; ``payment_id``: the payment it is about, which must be one of the user's own."""
         try:
             cat = Category(category)
         except ValueError:
             raise InvalidInput("unknown ticket category", value=category[:16]) from None
         body = _text(text, attachment)
+        if payment_id is not None:
+            await self.own_payment(uow, user, payment_id)
         now = self._clock()
-        ticket = await uow.tickets.create(user.id, cat, tier.rank, now)
+        ticket = await uow.tickets.create(user.id, cat, tier.rank, now, payment_id)
         await uow.tickets.add_message(ticket.id, user.id, False, body, attachment, now)
-        await uow.audit.append(
-            AuditEntry("ticket.opened", user.id, user.id, self._surface, {"ticket": ticket.id, "category": cat.value})
-        )
+        details: dict[str, object] = {"ticket": ticket.id, "category": cat.value}
+        if payment_id is not None:
+            details["payment"] = payment_id
+        await uow.audit.append(AuditEntry("ticket.opened", user.id, user.id, self._surface, details))
         return await self._commit(uow, ticket, announce)
+
+    async def own_payment(self, uow: SupportUnit, user: User, payment_id: int) -> Payment:
+        """One of the user's own payments, to attach to a ticket; anyone else's (or none): PaymentNotAttachable."""
+        payment = await uow.tickets.payment(payment_id) if 0 < payment_id else None
+        if payment is None or payment.user_id != user.id:
+            raise PaymentNotAttachable("not a payment of this user")
+        return payment
 
     async def mine(self, uow: SupportUnit, user: User) -> list[Ticket]:
         return await uow.tickets.of_user(user.id, MINE_SIZE)
@@ -178,7 +203,8 @@ class SupportService:
 
     async def thread(self, uow: SupportUnit, actor: User, ticket_id: int) -> Thread:
         ticket = await self._visible(uow, actor, ticket_id)
-        return Thread(ticket, await uow.tickets.messages(ticket.id))
+        payment = await uow.tickets.payment(ticket.payment_id) if ticket.payment_id is not None else None
+        return Thread(ticket, await uow.tickets.messages(ticket.id), payment)
 
     async def user_reply(
         self, uow: SupportUnit, user: User, ticket_id: int, text: str, attachment: Attachment | None = None,

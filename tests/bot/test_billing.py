@@ -19,6 +19,7 @@ from tests.fakes.telegram import FakeTelegram
 from tests.harness import Harness, build_harness
 
 STAFF = 9000
+WEB = "https://bot.example.com"
 PAID = {"en": "Payment received: you're on Pro", "ru": "Оплата получена: у вас Про"}
 RENEWED = {"en": "Pro renewed until", "ru": "Про продлён до"}
 
@@ -35,6 +36,19 @@ async def bh(stack: Settings, telegram: FakeTelegram, fake_stripe: FakeStripe) -
     h = await build_harness(stripe_settings(stack, fake_stripe, admin_ids=frozenset({STAFF})), telegram)
     yield h
     await h.close()
+
+
+@pytest.fixture
+async def card_bh(stack: Settings, telegram: FakeTelegram, fake_stripe: FakeStripe) -> AsyncIterator[Harness]:
+    """The operator switched consumer card checkout on: it lives on the web page, never in the chat."""
+    settings = stripe_settings(stack, fake_stripe, consumer_card_checkout="web", web_public_url=WEB)
+    h = await build_harness(settings, telegram)
+    yield h
+    await h.close()
+
+
+def _urls(markup: dict | None) -> list[str]:  # type: ignore[type-arg]
+    return [b["url"] for row in (markup or {}).get("inline_keyboard", []) for b in row if "url" in b]
 
 
 async def _count(h: Harness, model: type, *where: object) -> int:
@@ -163,19 +177,37 @@ async def test_stars_pack_adds_credits(bh: Harness) -> None:
 
 
 async def test_stripe_checkout_then_signed_webhook_then_failed_payment_and_grace(
-    bh: Harness, fake_stripe: FakeStripe
+    card_bh: Harness, fake_stripe: FakeStripe
 ) -> None:
+    bh = card_bh
     await bh.send("/start")
-    calls = await bh.press("bill:card:pro:0")
+    premium = (await bh.send("/premium"))[0]
+    assert not any(data and data.startswith("bill:card") for _, data in premium.buttons)  # no card button in chat
+    links = _urls(premium.params.get("reply_markup"))
+    page = next(u for u in links if u.startswith(f"{WEB}/pay/?t="))
+    assert not any("stripe" in u for u in links) and "stripe.com" not in premium.text
+    assert fake_stripe.made("/v1/checkout/sessions") == []  # nothing at Stripe until the user acts on the page
+    token = page.split("?t=", 1)[1]
+    web = create_web_app(bh.app, bh.bot)
+    async with TestClient(TestServer(web, host="127.0.0.1")) as client:
+        shown = await client.get("/pay/", params={"t": token})
+        body = await shown.text()
+        assert shown.status == 200 and "Pay $29.99 a month by card" in body and "stripe.com" not in body
+        assert (await client.get("/pay/", params={"t": token + "x"})).status == 401  # forged token
+        chosen = await client.post("/pay/checkout", data={"t": token, "tier": "pro"}, allow_redirects=False)
+        assert chosen.status == 303 and chosen.headers["Location"].startswith("https://checkout.stripe.com/")
     session = fake_stripe.made("/v1/checkout/sessions")[0].params
     assert session["mode"] == "subscription" and session["client_reference_id"] == "1001"
     assert session["subscription_data[metadata][telegram_id]"] == "1001"
     assert session["line_items[0][price]"] == "price_pro"
     fake_stripe.amounts["price_basic"] = 500  # Stripe disagrees with the tiers table: not sold
-    assert "isn't on sale" in _texts(await bh.press("bill:card:basic:0"))
+    async with TestClient(TestServer(create_web_app(bh.app, bh.bot), host="127.0.0.1")) as client:
+        refused = await client.post("/pay/checkout", data={"t": token, "tier": "basic"}, allow_redirects=False)
+        assert refused.status == 400 and "sold by card" in await refused.text()
     assert len(fake_stripe.made("/v1/checkout/sessions")) == 1
-    url = next(c for c in calls if c.method == "editMessageText").params["reply_markup"]["inline_keyboard"][0][0]["url"]
-    assert url.startswith("https://checkout.stripe.com/")
+    # an old message's card button answers with the policy, never a Stripe session
+    old = await bh.press("bill:card:pro:0")
+    assert "sold for Telegram Stars" in _texts(old) and len(fake_stripe.made("/v1/checkout/sessions")) == 1
 
     fake_stripe.put_subscription("sub_1", user_id=1001, tier="pro", customer="cus_9")
     web = create_web_app(bh.app, bh.bot)
@@ -202,9 +234,14 @@ async def test_stripe_checkout_then_signed_webhook_then_failed_payment_and_grace
         assert "Plan: <b>Pro</b>" in sub and "card (Stripe)" in sub
         billing = (await bh.send("/billing"))[0]
         assert "29.99 USD" in billing.text
-        portal = await bh.press("bill:portal::0")
+        assert not any(data and data.startswith("bill:portal") for _, data in billing.buttons)
+        card_link = next(u for u in _urls(billing.params.get("reply_markup")) if u.startswith(f"{WEB}/pay/?t="))
+        assert "stripe" not in str(billing.params)
+        portal = await client.post(
+            "/pay/portal", data={"t": card_link.split("?t=", 1)[1]}, allow_redirects=False
+        )
         assert fake_stripe.made("/v1/billing_portal/sessions")[0].params["customer"] == "cus_9"
-        assert "billing.stripe.com" in str(portal[0].params)
+        assert portal.status == 303 and portal.headers["Location"].startswith("https://billing.stripe.com/")
 
         fake_stripe.subscriptions["sub_1"]["status"] = "past_due"
         failed = {"id": "in_2", "object": "invoice", "subscription": "sub_1", "amount_due": 2999, "currency": "usd"}

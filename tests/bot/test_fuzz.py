@@ -73,6 +73,7 @@ SHAPES = [
     "/user {any}", "/grant {any} {word} {number}", "/role {any} {word}", "/refund {any}", "/start {any}",
     "/feedback {any}", "/support {any}", "/referral {any}", "/tickets {any}", "/broadcast {any}",
     "/trading {any}", "/compliance {any}", "/premium {any}", "/billing {any}", "/agents {any}",
+    "/paysupport {any}", "/terms {any}",
     "/{command} {any} {any}", "{any} {any}", "{text}",
 ]  # fmt: skip
 
