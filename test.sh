@@ -18,4 +18,5 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 scripts/bootstrap.sh dev
-exec .venv/bin/python -m pytest "$@"
+# One pytest process per core (pytest-xdist); each starts its own servers. TEST_WORKERS=0: one process.
+exec .venv/bin/python -m pytest -n "${TEST_WORKERS:-auto}" "$@"

@@ -31,7 +31,7 @@ class ThreadSpy:
     def __init__(self, inner: Any, hold: threading.Event | None = None) -> None:
         self.inner, self.hold = inner, hold
         self.threads: set[int] = set()
-        self.finished: list[str] = []
+        self.answered = threading.Event()  # account_info returned
 
     def __getattr__(self, name: str) -> Any:
         target = getattr(self.inner, name)
@@ -43,7 +43,8 @@ class ThreadSpy:
             try:
                 return target(*args, **kwargs)
             finally:
-                self.finished.append(name)
+                if name == "account_info":
+                    self.answered.set()
 
         return call
 
@@ -72,8 +73,7 @@ async def test_slow_terminal_call_times_out(terminal: SimTerminal) -> None:
     with pytest.raises(GatewayTimeout):
         await gw.tick("EURUSD")  # queued behind the hanging call on the one thread
     hold.set()  # the terminal answers at last: the thread finishes both calls in the background
-    while "account_info" not in spy.finished:
-        await asyncio.sleep(0.01)
+    assert await asyncio.to_thread(spy.answered.wait, 30)
     assert (await gw.tick("EURUSD")).bid > 0
     await gw.close()
     with pytest.raises(GatewayUnavailable):
