@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from typing import Any
 
 import pytest
@@ -27,18 +26,25 @@ from domain.market.sim_module import SimMT5
 
 
 class ThreadSpy:
-    def __init__(self, inner: Any, delay: float = 0.0) -> None:
-        self.inner, self.delay = inner, delay
+    """Records the threads module calls run on; with ``hold``, account_info blocks until it is set."""
+
+    def __init__(self, inner: Any, hold: threading.Event | None = None) -> None:
+        self.inner, self.hold = inner, hold
         self.threads: set[int] = set()
+        self.answered = threading.Event()  # account_info returned
 
     def __getattr__(self, name: str) -> Any:
         target = getattr(self.inner, name)
 
         def call(*args: Any, **kwargs: Any) -> Any:
             self.threads.add(threading.get_ident())
-            if name == "account_info":
-                time.sleep(self.delay)
-            return target(*args, **kwargs)
+            if name == "account_info" and self.hold is not None:
+                self.hold.wait(30)
+            try:
+                return target(*args, **kwargs)
+            finally:
+                if name == "account_info":
+                    self.answered.set()
 
         return call
 
@@ -58,13 +64,16 @@ async def test_every_call_runs_on_one_dedicated_thread(terminal: SimTerminal) ->
 
 async def test_slow_terminal_call_times_out(terminal: SimTerminal) -> None:
     login = terminal.open_demo_account()
-    gw = NativeGateway(module=ThreadSpy(SimMT5(terminal), delay=0.5), login=login, timeout=0.1)
+    hold = threading.Event()  # the terminal hangs in account_info until the test lets it go
+    spy = ThreadSpy(SimMT5(terminal), hold)
+    gw = NativeGateway(module=spy, login=login, timeout=1.0)
     await gw.connect()
     with pytest.raises(GatewayTimeout):
         await gw.account()
     with pytest.raises(GatewayTimeout):
-        await gw.tick("EURUSD")  # queued behind the slow call on the one thread
-    await asyncio.sleep(0.5)
+        await gw.tick("EURUSD")  # queued behind the hanging call on the one thread
+    hold.set()  # the terminal answers at last: the thread finishes both calls in the background
+    assert await asyncio.to_thread(spy.answered.wait, 30)
     assert (await gw.tick("EURUSD")).bid > 0
     await gw.close()
     with pytest.raises(GatewayUnavailable):
