@@ -20,8 +20,9 @@ Jobs
   and analytics half a year) with their meter-report marks, ErrorDNA events
   after ``KEEP_ERRORS`` (90 days: long enough for a user to quote a reference
   id to support), applied payment-inbox rows after ``KEEP_APPLIED_PAYMENTS``
-  (90 days: the payment itself stays in ``payments``; the raw update holds the payer's name). A payment
-  still waiting in the inbox is never removed.
+  (90 days: the payment itself stays in ``payments``; the raw update holds the payer's name), and
+  per-bar agent votes after ``KEEP_VOTES`` (30 days: the agents page shows the last bars; the weights'
+  history is kept in the agents' stats). A payment still waiting in the inbox is never removed.
 - ``reconcile``: orders whose outcome is unknown (no answer from the terminal,
   or a process that died mid-send) are looked up in the terminal and settled
   once, and their users told (domain/trading/reconcile.py). At start-up, then
@@ -50,7 +51,7 @@ from redis.asyncio import Redis
 from sqlalchemy import delete
 
 from domain.clock import Clock, utcnow
-from domain.db.models import ErrorEventRow, MeterReportRow, PaymentInboxRow, UsageEventRow
+from domain.db.models import AgentVoteRow, ErrorEventRow, MeterReportRow, PaymentInboxRow, UsageEventRow
 from domain.db.outbox import SqlOutboxRepository
 from domain.leader import Lease, lead
 from domain.outbox import KEEP_FINISHED, STALE_CLAIM
@@ -67,6 +68,7 @@ LEASE_TTL = 15.0
 KEEP_USAGE = timedelta(days=180)
 KEEP_ERRORS = timedelta(days=90)
 KEEP_APPLIED_PAYMENTS = timedelta(days=90)
+KEEP_VOTES = timedelta(days=30)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +152,9 @@ async def retention_job(app: App, clock: Clock = utcnow) -> dict[str, int]:
             )
         )
         removed["payment_inbox"] = int(result.rowcount or 0)
+        cut = int((now - KEEP_VOTES).timestamp())  # votes are keyed by the bar's open time (epoch seconds)
+        result = await session.execute(delete(AgentVoteRow).where(AgentVoteRow.time < cut))
+        removed["agent_votes"] = int(result.rowcount or 0)
         await session.commit()
     if any(removed.values()):
         log.info("retention: removed %s", removed)

@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 from sqlalchemy import func, select
 
 from bot.settings import Settings
-from domain.db.models import ErrorEventRow, NotificationRow, PaymentInboxRow, UsageEventRow
+from domain.db.models import AgentVoteRow, ErrorEventRow, NotificationRow, PaymentInboxRow, UsageEventRow
 from domain.db.outbox import SqlOutboxRepository
 from domain.leader import Lease
 from domain.market.clock import ManualClock
@@ -202,6 +202,8 @@ async def test_retention_removes_only_old_data(harness: Harness) -> None:
         for i, at in enumerate((old, recent)):
             session.add(UsageEventRow(id=f"u{i}", user_id=1, kind="command", name="price", quantity=1, at=at))
             session.add(ErrorEventRow(at=at, code="X", ref=f"r{i}", user_hash=None, context="t", message="m"))
+            session.add(AgentVoteRow(symbol="EURUSD", timeframe="H1", time=int(at.timestamp()), agent="trend",
+                                     direction="buy", confidence=0.6, weight=1.0))  # fmt: skip
             for status in ("done", "pending"):  # a payment still waiting is never removed
                 session.add(PaymentInboxRow(
                     kind="paid", charge_id=f"ch{i}{status}", user_id=1, payload="p", currency="XTR", total_amount=1,
@@ -220,8 +222,9 @@ async def test_retention_removes_only_old_data(harness: Harness) -> None:
         await session.commit()
     removed = await retention_job(harness.app)
     assert removed["outbox"] == 1 and removed["usage_events"] == 1 and removed["error_events"] == 1
-    assert removed["payment_inbox"] == 1
+    assert removed["payment_inbox"] == 1 and removed["agent_votes"] == 1
     async with harness.app.sessionmaker() as session:
+        assert list(await session.scalars(select(AgentVoteRow.time))) == [int(recent.timestamp())]
         keys = set(await session.scalars(select(NotificationRow.key)))
         assert keys == {"alert:old:waiting", "alert:new:sent"}
         assert await session.scalar(select(func.count()).select_from(UsageEventRow)) == 1
