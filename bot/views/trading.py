@@ -17,7 +17,7 @@ from bot.callbacks import CallbackInt
 from bot.i18n import N_
 from bot.notify import Notifier
 from bot.views import View
-from bot.views.common import Button, keyboard, on_off, tier_name
+from bot.views.common import Button, keyboard, on_off, simulated_account, tier_name
 from bot.views.plans import PlansCB
 from domain.agents.consensus import ConsensusDecision
 from domain.agents.votes import Direction
@@ -152,6 +152,11 @@ def retcode_text(code: int) -> str:
     return _(msgid) if msgid else _("broker code {code}").format(code=code)
 
 
+def _sim(kind: AccountKind, simulated: bool) -> list[str]:
+    """The "simulated" line of an account that trades simulated prices (the domain's ``simulated`` flag)."""
+    return [simulated_account(kind is AccountKind.DEMO)] if simulated else []
+
+
 def _money(value: float, currency: str) -> str:
     return f"{value:,.2f} {currency}"
 
@@ -197,6 +202,7 @@ def preview_view(p: Preview) -> View:
         _("{side} {volume} lots {symbol} at about {price}").format(
             side=side, volume=f"{p.volume:g}", symbol=p.symbol, price=_px(p.price, p.digits)
         ),
+        *_sim(p.order.account_kind, p.simulated),
     ]
     if p.volume != p.requested_volume:
         lines.append(_("Volume rounded to the symbol's step: {requested} → {volume}").format(
@@ -223,6 +229,7 @@ def close_preview_view(p: ClosePreview) -> View:
     for ticket, symbol, side, volume, close_volume, profit in p.positions:
         part = f"{close_volume:g}/{volume:g}" if close_volume != volume else f"{volume:g}"
         lines.append(f"#{ticket} {symbol} {side.upper()} {part} · {_money(profit, p.currency)}")
+    lines += _sim(p.order.account_kind, p.simulated)
     return "\n".join(lines), keyboard(
         [(_("✅ Close"), OrderCB(action="ok", id=p.order.id)), (_("✖️ Cancel"), OrderCB(action="no", id=p.order.id))]
     )
@@ -255,12 +262,13 @@ def execution_view(e: Execution) -> View:
     what = _("Position closed") if e.order.kind is OrderKind.CLOSE else _("Order placed")
     if e.order.kind is OrderKind.MODIFY:
         what = _("Stops updated")
+    sim = "".join("\n" + line for line in _sim(e.order.account_kind, e.simulated))
     if e.ok:
         extra = _(" at {price}").format(price=e.price) if e.price else ""
-        return f"✅ {what}{extra}. " + _("Broker: {codes}").format(codes=codes), keyboard(
+        return f"✅ {what}{extra}. " + _("Broker: {codes}").format(codes=codes) + sim, keyboard(
             [(_("📋 Positions"), PosCB(action="list"))]
         )
-    return "❌ " + _("Not executed. Broker: {codes}").format(codes=codes), None
+    return "❌ " + _("Not executed. Broker: {codes}").format(codes=codes) + sim, None
 
 
 def cancelled_view() -> View:
@@ -271,6 +279,7 @@ def balance_view(account: LinkedAccount, info: Account) -> View:
     level = f"{info.margin_level:.1f}%" if info.margin_level else "—"
     lines = [
         _("<b>💰 Balance</b> · {kind} account {login}").format(kind=kind_name(account.kind), login=info.login),
+        *_sim(account.kind, account.simulated),
         _("Balance: {v}").format(v=_money(info.balance, info.currency)),
         _("Equity: {v}").format(v=_money(info.equity, info.currency)),
         _("Margin: {v}").format(v=_money(info.margin, info.currency)),
@@ -285,7 +294,8 @@ def balance_view(account: LinkedAccount, info: Account) -> View:
 
 def positions_view(h: Holdings) -> View:
     account, info, positions, digits = h.account, h.info, h.positions, h.digits
-    lines = [_("<b>📋 Open positions</b> · {kind} account").format(kind=kind_name(account.kind))]
+    lines = [_("<b>📋 Open positions</b> · {kind} account").format(kind=kind_name(account.kind)),
+             *_sim(account.kind, account.simulated)]  # fmt: skip
     if not positions:
         lines.append(_("No open positions. Open one with /trade."))
         return "\n".join(lines), None
@@ -333,7 +343,7 @@ def history_view(
     head = _("<b>📜 Closed deals</b> · {kind} · last {days} days").format(kind=kind_name(account.kind), days=days)
     if symbol:
         head += f" · {symbol}"
-    lines = [head]
+    lines = [head, *_sim(account.kind, account.simulated)]
     if not deals:
         lines.append(_("No closed deals in this period."))
     zone = ZoneInfo(tz)
@@ -380,6 +390,7 @@ def trading_view(
         _("<b>⚙️ Trading</b>"),
         _("Account in use: {kind} {login} ({server})").format(kind=kind_name(account.kind), login=account.login,
                                                               server=html.quote(account.server)),  # fmt: skip
+        *_sim(account.kind, account.simulated),
         _("Auto-trading: {state}").format(state=on_off(profile.auto_trading)),
         _("Kill switch: {state}").format(state=_("ON, new orders blocked") if profile.kill_switch else _("off")),
         _("Today's P/L: {pnl} (realized {r}, floating {f})").format(
