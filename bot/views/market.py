@@ -164,7 +164,8 @@ def alert_prompt() -> str:
 
 def alert_added_view(rule: AlertRule, digits: int, used: int, limit: int) -> View:
     text = _("✅ Alert #{id} set: {rule}.").format(id=rule.id, rule=_rule_text(rule, digits))
-    text += "\n" + _("{left} of {limit} alerts left.").format(left=max(limit - used, 0), limit=limit)
+    text += "\n" + ngettext("{left} of {limit} alert left.", "{left} of {limit} alerts left.", limit).format(
+        left=max(limit - used, 0), limit=limit)  # fmt: skip
     return text, keyboard([(_("🔔 My alerts"), AlertCB(action="list")), (_("📈 Chart"), ChartCB(symbol=rule.symbol))])
 
 

@@ -12,6 +12,7 @@ from aiogram import html
 from aiogram.filters.callback_data import CallbackData
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
+from aiogram.utils.i18n import ngettext
 
 from bot.callbacks import CallbackInt
 from bot.i18n import N_
@@ -120,7 +121,7 @@ RETCODES = {
 RULES = {
     "kill_switch": N_("the kill switch is on: new orders are blocked (/trading)"),
     "max_volume": N_("volume {value} is over your limit of {limit} lots per trade"),
-    "max_positions": N_("you have {value} open positions; your limit is {limit}"),
+    "max_positions": N_("open positions: {value}; your limit is {limit}"),
     "daily_loss": N_("today's loss is {value}% of equity; your limit is {limit}%"),
     "risk_per_trade": N_("this trade risks {value}% of equity; your limit is {limit}%"),
 }
@@ -340,7 +341,8 @@ def history_view(
 ) -> View:  # fmt: skip
     pages = max((len(deals) + per_page - 1) // per_page, 1)
     page = min(max(page, 0), pages - 1)
-    head = _("<b>📜 Closed deals</b> · {kind} · last {days} days").format(kind=kind_name(account.kind), days=days)
+    head = ngettext("<b>📜 Closed deals</b> · {kind} · last {days} day", "<b>📜 Closed deals</b> · {kind} · last {days} days",
+                    days).format(kind=kind_name(account.kind), days=days)  # fmt: skip
     if symbol:
         head += f" · {symbol}"
     lines = [head, *_sim(account.kind, account.simulated)]
@@ -354,8 +356,8 @@ def history_view(
                      f"{_money(pl, info.currency)}")  # fmt: skip
     total = sum(d.profit + d.commission + d.swap for d in deals)
     wins = sum(1 for d in deals if d.profit > 0)
-    lines += ["", _("Total: {total} · {n} deals, {wins} in profit").format(
-        total=_money(total, info.currency), n=len(deals), wins=wins)]  # fmt: skip
+    lines += ["", ngettext("Total: {total} · {n} deal, in profit: {wins}", "Total: {total} · {n} deals, in profit: {wins}",
+                           len(deals)).format(total=_money(total, info.currency), n=len(deals), wins=wins)]  # fmt: skip
     if pages > 1:
         lines.append(_("Page {page} of {pages}").format(page=page + 1, pages=pages))
     buttons: list[Button] = []
