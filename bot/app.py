@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from bot import migrate, outgoing
 from bot.errors import ErrorReporter
 from bot.i18n import LocaleMiddleware, create_i18n
-from bot.middlewares.compliance import ComplianceGateMiddleware
+from bot.middlewares.compliance import ComplianceGateMiddleware, DisclosureReplay
 from bot.middlewares.database import UnitOfWorkMiddleware
 from bot.middlewares.dedup import DeduplicateMiddleware
 from bot.middlewares.errors import ErrorMiddleware
@@ -118,6 +118,7 @@ class App:
     scheduler: Scheduler | None = None  # periodic jobs behind the leader lease (workers/scheduler.py)
     ops: OpsMonitor = field(init=False)  # the figures /metrics, /status and /admin share
     user_sync: UserCacheSync | None = None  # with Redis: profile changes reach every process's cache
+    replays: DisclosureReplay = field(init=False)  # commands the disclosure blocked, run once it is accepted
 
     def start_background(self, bot: Bot | None = None, *, workers: bool | None = None) -> None:
         """Background tasks. ``workers`` (default: unless WORKERS=external) adds the workers: market feed,
@@ -166,6 +167,7 @@ class App:
             self.metrics.usage_pending.set(self.meter.pending)
 
     async def close(self) -> None:
+        await self.replays.settle()
         if self.outbox is not None:  # let the message in flight be acknowledged first
             await self.outbox.stop()
         for task in self.tasks:
@@ -249,6 +251,7 @@ async def create_app(
 
 
 def _dispatcher(app: App, limiter: RateLimiter, ledger: UpdateLedger, reporter: ErrorReporter) -> Dispatcher:
+    app.replays = DisclosureReplay(app.storage)
     dp = Dispatcher(
         disable_fsm=True,  # registered below, inside the error layer: a Redis outage gets a localized answer
         ops=app.ops,
@@ -273,6 +276,7 @@ def _dispatcher(app: App, limiter: RateLimiter, ledger: UpdateLedger, reporter: 
         analytics=app.analytics,
         agents=app.agents,
         autotrade=app.autotrader,
+        replays=app.replays,
     )
     dialogs = dialog_router()  # only events no command router took meet aiogram-dialog's middlewares
     dp.include_routers(*app.registry.routers(), dialogs, *last_routers())
@@ -299,7 +303,7 @@ def _dispatcher(app: App, limiter: RateLimiter, ledger: UpdateLedger, reporter: 
         RateLimitMiddleware(limiter),
         PrivateChatMiddleware(app.registry),  # account and money commands never answer in a group
         TierGateMiddleware(app.registry, app.tiers),
-        ComplianceGateMiddleware(app.registry, app.compliance),
+        ComplianceGateMiddleware(app.registry, app.compliance, app.replays),
         MeteringMiddleware(app.meter),
     ):
         dp.update.outer_middleware(middleware)

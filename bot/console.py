@@ -184,6 +184,7 @@ async def run_console(settings: Settings, *, user_id: int, language: str, stdin:
             update = console.update_for(line)
             if update is not None:
                 await app.dispatcher.feed_update(bot, update)
+                await app.replays.settle()  # a blocked command replayed after the acceptance prints before the prompt
     finally:
         await app.close()
     return 0

@@ -204,7 +204,7 @@ _MESSAGES: dict[str, str] = {
                                 "reconnected; check /positions and try again."),
     # auto-trading
     "AUT-RANGE": N_("{field} must be between {low} and {high}."),
-    "AUT-SYMBOLS": N_("Auto-trading takes at most {limit} symbols. Remove one first."),
+    "AUT-SYMBOLS": N_("Auto-trading symbols: at most {limit}. Remove one first."),
     "AUT-REFUSED": N_("These buttons are not yours or are out of date. Nothing was changed; open /trading again."),
     "ALR-SYNTAX": N_("I couldn't read that alert. Examples: /alerts add EURUSD > 1.1050, "
                      "/alerts add XAUUSD cross 2400, /alerts add BTCUSD move 2% 60m"),
@@ -218,9 +218,9 @@ _MESSAGES: dict[str, str] = {
     "BIL-NO-PLAN": N_("That plan isn't on sale. /premium shows the plans."),
     "BIL-PROVIDER": N_("The payment provider didn't answer. Nothing was charged; please try again shortly."),
     # AI agents
-    "AI-QUOTA": N_("You've used all {limit} AI analyses for today. They renew at {renews} your time (midnight "
-                   "UTC); /premium shows plans with more."),
-    "AI-WATCHLIST-FULL": N_("Your watchlist is full ({limit} symbols). Unfollow one in /signals, or get room for "
+    "AI-QUOTA": N_("You've used all your AI analyses for today (daily limit: {limit}). They renew at {renews} your "
+                   "time (midnight UTC); /premium shows plans with more."),
+    "AI-WATCHLIST-FULL": N_("Your watchlist is full (symbols: {limit}). Unfollow one in /signals, or get room for "
                             "more with /premium."),
     "AI-BAD-PAGE": N_("That page doesn't exist. /signals shows the latest."),
 }

@@ -1,7 +1,9 @@
 """Languages: gettext catalogs under ``locales/`` (en, ru, es) and the locale middleware.
 
 Translate first, then format: ``_("Balance: {v}").format(v=...)``. ``N_`` marks a
-msgid for extraction without translating it (for text resolved later, per locale).
+msgid for extraction without translating it (for text resolved later, per locale);
+``NP_`` does the same for a counted phrase (singular, plural), rendered later with
+``ngettext`` by the value it counts.
 """
 
 from __future__ import annotations
@@ -20,6 +22,16 @@ DOMAIN = "messages"
 
 def N_(msgid: str) -> str:
     return msgid
+
+
+class Plural(tuple[str, str]):
+    """A counted phrase marked with ``NP_``: (singular msgid, plural msgid)."""
+
+    __slots__ = ()
+
+
+def NP_(singular: str, plural: str) -> Plural:
+    return Plural((singular, plural))
 
 
 def create_i18n() -> I18n:

@@ -1,10 +1,12 @@
 """The command registry: every command is declared once, here.
 
 Each entry names the command, the factory of the router that serves it, the
-tier or feature it needs, its description msgid, its category and whether it
-is served in private chats only (account and money commands). /help, the
-/start menu, ``setMyCommands`` (per language) and the tier gate are all
-generated from this list, so a command cannot be half-registered.
+tier or feature it needs, its description msgid, its category, whether it
+is served in private chats only (account and money commands) and which of its
+uses move money or link an account (``money``: those wait for the risk
+disclosure). /help, the /start menu, ``setMyCommands`` (per language), the
+tier gate and the disclosure gate are all generated from this list, so a
+command cannot be half-registered.
 """
 
 from __future__ import annotations
@@ -42,6 +44,33 @@ def command_text(message: Message) -> str | None:
 
 
 @dataclass(frozen=True, slots=True)
+class Money:
+    """Which uses of a command move money or link an account: those wait for the risk disclosure.
+
+    ``typed``: the typed command (or its menu button) does, whatever follows it; when False, only with a first
+    argument in ``args`` (case-insensitive). ``buttons``: its buttons that do, each a callback prefix (every
+    press) or ``prefix:action`` (presses whose first field is that action). Everything else only reads.
+    """
+
+    typed: bool = True
+    args: tuple[str, ...] = ()
+    buttons: tuple[str, ...] = ()
+
+    def typed_moves(self, text: str | None) -> bool:
+        """Whether the command typed as ``text`` ('/name args…'; None: the bare command) moves money."""
+        if self.typed:
+            return True
+        words = (text or "").split()
+        return len(words) > 1 and words[1].lower() in self.args
+
+    def press_moves(self, data: str) -> bool:
+        """Whether a press of the button with callback ``data`` ('prefix:field:…') moves money."""
+        prefix, _, rest = data.partition(":")
+        action = rest.split(":", 1)[0]
+        return prefix in self.buttons or f"{prefix}:{action}" in self.buttons
+
+
+@dataclass(frozen=True, slots=True)
 class Command:
     name: str
     router: Callable[[], Router]
@@ -53,6 +82,16 @@ class Command:
     callbacks: tuple[str, ...] = ()  # callback-data prefixes of this command's buttons (gated with it)
     role: Role | None = None  # staff-only (SUPPORT: support and admins; ADMIN: admins); hidden from everyone else
     private: bool = False  # account and money: served in a private chat only, never posted into a group
+    money: Money | None = None  # what of it moves money or links an account (behind the disclosure); None: reads
+
+    def moves_money(self, *, text: str | None = None, data: str | None = None) -> bool:
+        """Whether this use of the command (typed ``text``, a pressed button's ``data``, or neither: the bare
+        command, as a menu button or a dialog action) moves money or links an account."""
+        if self.money is None:
+            return False
+        if data is not None and data.partition(":")[0] != MENU_PREFIX:
+            return self.money.press_moves(data)
+        return self.money.typed_moves(text)
 
     @property
     def staff(self) -> bool:

@@ -73,8 +73,9 @@ class StaleDialogMiddleware(BaseMiddleware):
 class Needs:
     """What showing a window or pressing a button requires of the user.
 
-    ``command``: the registry command whose gates apply (its tier or feature and, for a trading command,
-    the risk disclosure): a dashboard action is gated exactly like the command that does the same thing.
+    ``command``: the registry command whose gates apply (its tier or feature and, when the bare command moves
+    money or links an account, the risk disclosure): a dashboard action is gated exactly like the command
+    that does the same thing (closing a position like /close; the kill switch like /trading, which reads).
     ``feature``: a plan feature of its own (a premium panel).
     """
 

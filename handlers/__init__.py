@@ -4,7 +4,10 @@ Every command is declared once in :data:`COMMANDS`. A command that is not
 listed here is not served, not shown in /help and not in Telegram's menu.
 Account and money commands (and staff tools) are ``private=True``: in a group
 they and their buttons answer that they work in a private chat only
-(``bot/middlewares/private.py``).
+(``bot/middlewares/private.py``). What moves money or links an account is
+declared with ``money=``: only that waits for the risk disclosure
+(``bot/middlewares/compliance.py``); reading (quotes, charts, alerts, AI
+analyses, balance, positions, history) works before it.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 from aiogram import Router
 
 from bot.i18n import N_
-from bot.registry import Category, Command, Registry
+from bot.registry import Category, Command, Money, Registry
 from bot.views.billing import PREFIX as BILLING_PREFIX
 from bot.views.paysupport import PAYSUPPORT_PREFIX, TERMS_PREFIX
 from domain.tiers import Feature
@@ -57,19 +60,22 @@ COMMANDS: tuple[Command, ...] = (
     Command("alerts", market.make_router, N_("Price alerts: list, add, pause, delete"), Category.TRADING,
             feature=Feature.PRICE_ALERTS, callbacks=("al",)),  # fmt: skip
     Command("positions", trading.make_router, N_("Open positions with live P/L"), Category.TRADING,
-            feature=Feature.DEMO_TRADING, callbacks=("ps",), private=True),  # fmt: skip
+            feature=Feature.DEMO_TRADING, callbacks=("ps",), private=True,
+            money=Money(typed=False, buttons=("ps:close", "ps:sltp"))),  # fmt: skip
     Command("balance", trading.make_router, N_("Balance, equity and margin"), Category.TRADING,
             feature=Feature.DEMO_TRADING, private=True),  # fmt: skip
     Command("trade", trading.make_router, N_("Place a market order (preview, then confirm)"), Category.TRADING,
-            feature=Feature.DEMO_TRADING, callbacks=("tr", "tf"), private=True),  # fmt: skip
+            feature=Feature.DEMO_TRADING, callbacks=("tr", "tf"), private=True, money=Money(buttons=("tr", "tf"))),  # fmt: skip
     Command("close", trading.make_router, N_("Close a position, a symbol or all"), Category.TRADING,
-            feature=Feature.DEMO_TRADING, private=True),  # fmt: skip
+            feature=Feature.DEMO_TRADING, private=True, money=Money()),  # fmt: skip
     Command("history", trading.make_router, N_("Closed deals with totals"), Category.TRADING,
             feature=Feature.DEMO_TRADING, callbacks=("hi",), private=True),  # fmt: skip
     Command("risk", trading.make_router, N_("Your risk limits"), Category.TRADING, feature=Feature.DEMO_TRADING,
             callbacks=("rk",), private=True),  # fmt: skip
     Command("trading", trading.make_router, N_("Account in use, kill switch, today's P/L, live account"),
-            Category.TRADING, feature=Feature.DEMO_TRADING, callbacks=("tg", "at"), private=True),  # fmt: skip
+            Category.TRADING, feature=Feature.DEMO_TRADING, callbacks=("tg", "at"), private=True,
+            # auto-trading settings, the live account (switch to it, link one) and the auto-trading panel
+            money=Money(typed=False, args=("threshold", "risk", "symbol"), buttons=("tg:auto", "tg:live", "tg:link", "at"))),  # fmt: skip
     # AI agents
     Command("ai", agents.make_router, N_("AI analysis: each agent's vote and the consensus"), Category.TRADING),
     Command("signals", agents.make_router, N_("AI signals with outcomes; follow symbols"), Category.TRADING,

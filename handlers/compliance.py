@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 
-from aiogram import F, Router
+from aiogram import Bot, Dispatcher, F, Router
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command
 from aiogram.fsm.context import FSMContext
 from aiogram.types import BufferedInputFile, CallbackQuery, Message
 
+from bot.middlewares.compliance import DisclosureReplay
 from bot.ui import show
 from bot.views.compliance import (
     ComplianceCB,
@@ -51,10 +53,23 @@ def make_router() -> Router:
 
     @router.callback_query(ComplianceCB.filter(F.action == "accept"))
     async def accept(
-        query: CallbackQuery, callback_data: ComplianceCB, uow: UnitOfWork, user: User, compliance: ComplianceService
-    ) -> None:
+        query: CallbackQuery, callback_data: ComplianceCB, uow: UnitOfWork, user: User, compliance: ComplianceService,
+        replays: DisclosureReplay, bot: Bot, dispatcher: Dispatcher,
+    ) -> None:  # fmt: skip
         doc = _document(callback_data.value)
-        await show(query, accepted(doc, await compliance.accept(uow, user, doc.value)))
+        status = await compliance.accept(uow, user, doc.value)  # committed: the replay's own update sees it
+        blocked = await replays.take(bot, user.id) if doc == Document.RISK and status.trading_unlocked else None
+        text, markup = accepted(doc, status)
+        if blocked is None or blocked.get("kind") != "press" or not isinstance(query.message, Message):
+            await show(query, (text, markup))
+        else:  # the replayed press answers this query: Telegram takes one answer per query
+            try:
+                await query.message.edit_text(text, reply_markup=markup)
+            except TelegramBadRequest as exc:
+                if "message is not modified" not in exc.message:
+                    raise
+        if blocked is not None:
+            replays.start(dispatcher, bot, query.from_user, blocked, query.id)
 
     @router.callback_query(ComplianceCB.filter(F.action == "export"))
     async def export(query: CallbackQuery, uow: UnitOfWork, user: User, compliance: ComplianceService) -> None:

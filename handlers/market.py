@@ -19,6 +19,7 @@ from bot.views.market import (
     chart_caption,
     chart_keyboard,
     chart_usage,
+    chart_mark,
     price_usage,
     MAX_PRICE_SYMBOLS,
     price_view,
@@ -84,10 +85,10 @@ def make_router() -> Router:
                 await event.answer(text)
             return
         levels = await alerts.levels(uow, user.id, spec.name)
-        chart = await market.chart(spec.name, tf, levels)
+        chart = await market.chart(spec.name, tf, levels, mark=chart_mark())
         photo = BufferedInputFile(chart.png, filename=f"{spec.name}_{tf.value}.png")
         _, markup = chart_keyboard(spec.name, tf.value)
-        caption = chart_caption(spec.name, tf.value, len(levels))
+        caption = chart_caption(spec.name, tf.value, len(levels), chart.simulated)
         if isinstance(event, CallbackQuery):
             await event.answer()
         assert event.bot is not None
@@ -113,7 +114,7 @@ def make_router() -> Router:
                           market: MarketHub, alerts: AlertService) -> None:  # fmt: skip
         rules = await alerts.list(uow, user.id)
         digits = await _digits(market, {r.symbol for r in rules})
-        await show(event, alerts_view(rules, digits, tier.quota(Quota.ALERTS)))
+        await show(event, alerts_view(rules, digits, tier.quota(Quota.ALERTS), market.simulated))
 
     @router.message(Command("alerts"))
     async def alerts_command(

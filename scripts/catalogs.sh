@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=${PYTHON:-.venv/bin/python}
-"$py" -m babel.messages.frontend extract -F babel.cfg -k N_ -k __ -k _ -k ngettext:1,2 \
+"$py" -m babel.messages.frontend extract -F babel.cfg -k N_ -k __ -k _ -k ngettext:1,2 -k NP_:1,2 \
   --no-location --omit-header --sort-output -o locales/messages.pot . >/dev/null
 "$py" -m babel.messages.frontend update -i locales/messages.pot -d locales -D messages \
   --no-fuzzy-matching --ignore-obsolete >/dev/null

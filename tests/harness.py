@@ -52,6 +52,7 @@ class Harness:
         await self._onboard(update)
         before = len(self.telegram.calls)
         await self.app.dispatcher.feed_update(self.bot, update)
+        await self.app.replays.settle()  # a command the disclosure blocked, run once accepted (its own update)
         if self.deliver_outbox:  # what the update queued for other users (ticket replies, notices) goes out too
             await self.app.drain_outbox(self.bot)
         return self.telegram.calls[before:]

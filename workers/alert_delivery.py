@@ -55,7 +55,7 @@ class AlertDelivery:
     async def _render(self, event: AlertFired, user: User) -> View:
         digits = await self._hub.digits(event.rule.symbol)
         with self._i18n.context(), self._i18n.use_locale(user.locale):
-            return alert_fired_view(event, digits, user.timezone)
+            return alert_fired_view(event, digits, user.timezone, self._hub.simulated)
 
     async def persist(self, event: AlertFired) -> bool:
         """The evaluator's persist step: record the firing and queue its message in one transaction."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import string
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -11,9 +12,10 @@ from aiogram import html
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.i18n import gettext as _
+from aiogram.utils.i18n import ngettext
 
 from bot.callbacks import CallbackInt
-from bot.i18n import N_
+from bot.i18n import N_, NP_, Plural
 from bot.views import View
 from bot.views.common import Button, ai_quota_line, keyboard, tier_name
 from bot.views.market import ChartCB
@@ -107,12 +109,12 @@ RATIONALES = {
     "breakout.inside": N_("Close is inside the 20-bar channel {channel_low} – {channel_high}."),
     "learner.warmup": N_("The model is still collecting training data."),
     "learner.up": N_(
-        "The model gives a higher close in 5 bars a {p_up} chance (trained on {train_samples} bars, refit "
-        "{model_age} bars ago)."
+        "The model gives a higher close in 5 bars a {p_up} chance (training bars: {train_samples}; bars since "
+        "its last refit: {model_age})."
     ),
     "learner.down": N_(
-        "The model gives a higher close in 5 bars only a {p_up} chance (trained on {train_samples} bars, refit "
-        "{model_age} bars ago)."
+        "The model gives a higher close in 5 bars only a {p_up} chance (training bars: {train_samples}; bars "
+        "since its last refit: {model_age})."
     ),
     "learner.unsure": N_("The model's chance of a higher close, {p_up}, is too close to even to call."),
     "risk.ok": N_("ATR is at the {atr_percentile} percentile of the last 250 bars; a 2 ATR stop is {stop_distance}."),
@@ -126,20 +128,24 @@ RATIONALES = {
     "risk.budget_invalid": N_("The risk budget is not usable: it vetoes."),
 }
 
-EXPLANATIONS = {
+EXPLANATIONS: dict[str, str | Plural] = {
     "consensus.agree": N_(
-        "{backers} of {voters} agents with a side back {direction}, holding {agreement} of the weighted push "
+        "Agents backing {direction}: {backers} of the {voters} with a side, holding {agreement} of the weighted push "
         "(needed: {threshold}). Each vote counts by its agent's track record on this symbol and timeframe; "
         "the confidence, {confidence}, is the backers' record-weighted hit rate, an estimate of how often "
         "calls like this one hit."
     ),
-    "consensus.no_quorum": N_(
+    "consensus.no_quorum": NP_(
+        "Only {voters} agent takes a side; the quorum is {quorum}, so there is no call. Flat agents see "
+        "nothing worth trading on this bar.",
         "Only {voters} agents take a side; the quorum is {quorum}, so there is no call. Flat agents see "
-        "nothing worth trading on this bar."
+        "nothing worth trading on this bar.",
     ),
-    "consensus.no_track_record": N_(
-        "{voters} agents take a side, but only {weighted_voters} have a track record better than a coin toss on "
-        "this symbol and timeframe (quorum {quorum}). No call until their signals resolve and the records build up."
+    "consensus.no_track_record": NP_(
+        "{voters} agent takes a side, but agents with a track record better than a coin toss on this symbol and "
+        "timeframe: {weighted_voters} (quorum {quorum}). No call until their signals resolve and the records build up.",
+        "{voters} agents take a side, but agents with a track record better than a coin toss on this symbol and "
+        "timeframe: {weighted_voters} (quorum {quorum}). No call until their signals resolve and the records build up.",
     ),
     "consensus.tie": N_("The weighted votes cancel out exactly, so there is no call."),
     "consensus.disagreement": N_(
@@ -199,13 +205,25 @@ class _Values(dict[str, str]):
         return "—"
 
 
-def fill(template_key: str, values: Mapping[str, object], digits: int, table: Mapping[str, str] = RATIONALES) -> str:
+def _first_field(template: str) -> str:
+    """The name of a template's first placeholder: what a counted table phrase counts."""
+    return next((name for _text, name, _spec, _conv in string.Formatter().parse(template) if name), "")
+
+
+def fill(
+    template_key: str, values: Mapping[str, object], digits: int, table: Mapping[str, str | Plural] = RATIONALES
+) -> str:
     """The localized rationale of ``template_key`` with its numbers, as HTML (a template's "close < EMA20" is
     text, not a tag)."""
     msgid = table.get(template_key)
     if msgid is None:
         return html.quote(template_key)
-    return Rendered(html.quote(_(msgid)).format_map(_Values({k: _fmt_value(k, v, digits) for k, v in values.items()})))
+    if isinstance(msgid, Plural):  # counted by its first placeholder's value
+        count = values.get(_first_field(msgid[1]), 0)
+        text = ngettext(msgid[0], msgid[1], int(count) if isinstance(count, (int, float)) else 0)
+    else:
+        text = _(msgid)
+    return Rendered(html.quote(text).format_map(_Values({k: _fmt_value(k, v, digits) for k, v in values.items()})))
 
 
 def local_time(epoch: int, tz: str) -> str:
@@ -271,8 +289,10 @@ def analysis_view(a: Analysis, uid: int, tz: str) -> View:
     if a.limited:
         lines += [
             "",
-            _("🔒 Your plan shows {shown} of {total} agents; this consensus uses only them. "
-              "{locked} unlock with an upgrade: /premium").format(
+            ngettext("🔒 Your plan shows {shown} of {total} agent; this consensus uses only them. "
+                     "{locked} unlock with an upgrade: /premium",
+                     "🔒 Your plan shows {shown} of {total} agents; this consensus uses only them. "
+                     "{locked} unlock with an upgrade: /premium", len(d.votes) + len(a.locked)).format(
                 shown=len(d.votes), total=len(d.votes) + len(a.locked),
                 locked=", ".join(agent_name(n) for n in a.locked),
             ),
@@ -309,7 +329,8 @@ def roster_view(r: Roster) -> View:
         if not e.unlocked:
             locked.append(e)
             continue
-        lines += ["", _("<b>{agent}</b> · {health} · horizon {h} bars").format(
+        lines += ["", ngettext("<b>{agent}</b> · {health} · horizon {h} bar", "<b>{agent}</b> · {health} · horizon {h} bars",
+                               e.horizon).format(
             agent=agent_name(e.agent), health=_(HEALTH[e.health]), h=e.horizon)]  # fmt: skip
         lines.append("<i>" + _(AGENT_IDEAS[e.agent]) + "</i>" if e.agent in AGENT_IDEAS else "")
         for line in e.lines:
@@ -362,7 +383,8 @@ def signals_view(p: SignalsPage, uid: int, tz: str) -> View:
     for s in p.signals:
         lines.append(_signal_line(s, p.digits.get(s.symbol, 5), tz))
     if p.pages > 1:
-        lines.append(_("Page {page} of {pages} · {total} signals").format(page=p.page + 1, pages=p.pages, total=p.total))
+        lines.append(ngettext("Page {page} of {pages} · {total} signal", "Page {page} of {pages} · {total} signals",
+                              p.total).format(page=p.page + 1, pages=p.pages, total=p.total))  # fmt: skip
     watch = ", ".join(p.watchlist) if p.watchlist else _("empty")
     lines += ["", _("Your watchlist ({used} / {limit}): {symbols}").format(used=len(p.watchlist), limit=p.limit,
                                                                           symbols=watch)]  # fmt: skip
@@ -399,8 +421,9 @@ def realtime_signal_view(s: StoredSignal, decision: ConsensusDecision, digits: i
         _("📡 <b>New consensus signal: {symbol} {tf} {direction}</b>").format(
             symbol=s.symbol, tf=s.timeframe, direction=direction_name(s.direction)
         ),
-        _("Entry {entry} (close of the {time} bar) · confidence {confidence} · agreement {agreement} · "
-          "horizon {h} bars").format(
+        ngettext("Entry {entry} (close of the {time} bar) · confidence {confidence} · agreement {agreement} · "
+                 "horizon {h} bar", "Entry {entry} (close of the {time} bar) · confidence {confidence} · agreement "
+                 "{agreement} · horizon {h} bars", s.horizon).format(
             entry=f"{s.entry:.{digits}f}", time=local_time(s.time, tz), confidence=pct(s.confidence),
             agreement=pct(decision.agreement), h=s.horizon,
         ),

@@ -119,7 +119,8 @@ def performance_text(report: PerformanceReport, tier_code: str) -> str:
     lines.append(_("Buy and hold of your symbols: {v}").format(v=pct(report.buy_and_hold_pct)))
     if report.platform_median_pct is not None:
         lines.append(
-            _("Median of {n} {tier} traders: {v}").format(
+            ngettext("Median of {n} {tier} trader: {v}", "Median of {n} {tier} traders: {v}",
+                     report.platform_users).format(
                 n=report.platform_users, tier=tier_name(tier_code), v=pct(report.platform_median_pct)
             )
         )
@@ -235,14 +236,17 @@ def watchlist_text(rows: Sequence[tuple[str, str, float]], limit: int, page_note
         lines.append(
             f"{_DIRECTION_ICON.get(direction, '⚪')} {symbol}: {direction_name(direction)} · {confidence * 100:.0f}%"
         )
-    lines.append(_("Up to {limit} symbols on your plan.").format(limit=limit))
+    lines.append(ngettext("Up to {limit} symbol on your plan.", "Up to {limit} symbols on your plan.", limit).format(
+        limit=limit))
     return "\n".join(lines)
 
 
 def ai_used_up_text(limit: int, renews_at: datetime, tz: str) -> str:
     """A consensus panel once the day's AI analyses are used up (each refresh of it costs one)."""
-    return _("🔒 You've used all {limit} AI analyses for today; the agents' consensus renews at {time} your time "
-             "(midnight UTC). /premium shows plans with more.").format(
+    return ngettext("🔒 You've used your {limit} AI analysis for today; the agents' consensus renews at {time} your "
+                    "time (midnight UTC). /premium shows plans with more.",
+                    "🔒 You've used all {limit} AI analyses for today; the agents' consensus renews at {time} your "
+                    "time (midnight UTC). /premium shows plans with more.", limit).format(
         limit=limit, time=renews_at.astimezone(_zone(tz)).strftime("%H:%M"))  # fmt: skip
 
 

@@ -281,7 +281,8 @@ def premium_view(
         rows.append(
             [
                 (
-                    _("🎁 Try {tier} free for {days} days").format(tier=tier_name(TRIAL_TIER), days=TRIAL_DAYS),
+                    ngettext("🎁 Try {tier} free for {days} day", "🎁 Try {tier} free for {days} days", TRIAL_DAYS).format(
+                        tier=tier_name(TRIAL_TIER), days=TRIAL_DAYS),
                     BillCB(action="trial"),
                 )
             ]
@@ -301,7 +302,8 @@ def premium_view(
         rows.append(
             [
                 (
-                    _("⭐ {n} extra AI analyses · {stars} Stars").format(n=PACK_SIZE, stars=PACK_STARS),
+                    ngettext("⭐ {n} extra AI analysis · {stars} Stars", "⭐ {n} extra AI analyses · {stars} Stars",
+                             PACK_SIZE).format(n=PACK_SIZE, stars=PACK_STARS),
                     BillCB(action="pack"),
                 )
             ]
@@ -319,7 +321,7 @@ def stars_price(tier: Tier) -> str:
 
 def pay_link_view(url: str, *, stars: int, tier: str | None) -> View:
     """A Telegram Stars invoice link (the only way to pay inside the chat)."""
-    what = tier_name(tier) if tier else _("{n} extra AI analyses").format(n=PACK_SIZE)
+    what = tier_name(tier) if tier else ngettext("{n} extra AI analysis", "{n} extra AI analyses", PACK_SIZE).format(n=PACK_SIZE)
     text = _(
         "Your invoice for {what} is ready: {stars} ⭐. The plan renews every 30 days until you cancel."
     ).format(what=what, stars=stars)
@@ -349,13 +351,16 @@ def referral_view(stats: ReferralStats, link: str) -> View:
         "",
         _("Your link: {link}").format(link=html.quote(link)),
         "",
-        _("When a friend you invite makes their first payment, you get {days} days of {tier}.").format(
+        ngettext("When a friend you invite makes their first payment, you get {days} day of {tier}.",
+                 "When a friend you invite makes their first payment, you get {days} days of {tier}.",
+                 REWARD_DAYS).format(
             days=REWARD_DAYS, tier=tier_name("pro")
         ),
         "",
         _("Invited: {n}").format(n=stats.invited),
         _("Paid (converted): {n}").format(n=stats.converted),
-        _("Rewards earned: {days} days of {tier}").format(days=stats.reward_days, tier=tier_name("pro")),
+        ngettext("Rewards earned: {days} day of {tier}", "Rewards earned: {days} days of {tier}",
+                 stats.reward_days).format(days=stats.reward_days, tier=tier_name("pro")),
         _("Pending (not paid yet): {n}").format(n=stats.pending),
     ]
     return "\n".join(lines), markup([[(_("📤 Share link"), share)]])
@@ -415,9 +420,12 @@ def notice_text(notice: Notice) -> str:
     if kind == NoticeKind.RENEWAL_SOON:
         return _("🔔 {tier} renews on {date}. Manage it in /billing.").format(tier=tier, date=until)
     if kind == NoticeKind.REFERRAL_REWARD:
-        return _("🎉 {friend} made their first payment: you get {days} days of {tier}, until {date}.").format(
-            friend=html.quote(str(p.get("friend", ""))), days=p.get("days", REWARD_DAYS), tier=tier, date=until
-        )
+        days = p.get("days", REWARD_DAYS)
+        return ngettext("🎉 {friend} made their first payment: you get {days} day of {tier}, until {date}.",
+                        "🎉 {friend} made their first payment: you get {days} days of {tier}, until {date}.",
+                        int(days) if isinstance(days, (int, float)) else REWARD_DAYS).format(
+            friend=html.quote(str(p.get("friend", ""))), days=days, tier=tier, date=until
+        )  # fmt: skip
     if kind == NoticeKind.REFERRAL_THANKS:
         return _("🤝 Thanks for joining through {friend}'s link: they've earned a reward.").format(
             friend=html.quote(str(p.get("friend", "")))
@@ -439,9 +447,10 @@ def notice_text(notice: Notice) -> str:
         )
     if kind == NoticeKind.REFUNDED:
         return _("↩️ Your payment of {amount} ⭐ was refunded.").format(amount=p.get("amount", 0))
-    return _("➕ {n} AI analyses added; you have {balance} extra now.").format(
-        n=p.get("n", 0), balance=p.get("balance", 0)
-    )
+    n = p.get("n", 0)
+    return ngettext("➕ {n} AI analysis added; you have {balance} extra now.",
+                    "➕ {n} AI analyses added; you have {balance} extra now.",
+                    int(n) if isinstance(n, (int, float)) else 0).format(n=n, balance=p.get("balance", 0))  # fmt: skip
 
 
 def notice_key(notice: Notice, origin: str) -> str:
@@ -475,8 +484,10 @@ def invoice_texts(tier: str | None) -> tuple[str, str]:
     """Title and description of a Stars invoice."""
     if tier is None:
         return (
-            _("{n} AI analyses").format(n=PACK_SIZE),
-            _("{n} extra AI analyses on top of your daily quota. They don't expire.").format(n=PACK_SIZE),
+            ngettext("{n} AI analysis", "{n} AI analyses", PACK_SIZE).format(n=PACK_SIZE),
+            ngettext("{n} extra AI analysis on top of your daily quota. It doesn't expire.",
+                     "{n} extra AI analyses on top of your daily quota. They don't expire.", PACK_SIZE).format(
+                n=PACK_SIZE),
         )
     return (
         _("Hybrid Trader {tier}").format(tier=tier_name(tier)),

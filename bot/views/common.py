@@ -107,3 +107,21 @@ def keyboard(buttons: Sequence[Button], widths: int | Sequence[int] = 2) -> Inli
         pending = pending[size:]
         index += 1
     return InlineKeyboardMarkup.model_construct(inline_keyboard=rows)
+
+
+# ---- the "simulated" mark: every price, chart, balance and alert from the simulated terminal carries it ----
+def simulated_prices() -> str:
+    """Beside quotes, charts and alerts when market data comes from the simulated terminal (MarketHub.simulated)."""
+    return _("🧪 Simulated prices from the built-in simulator, not market quotes.")
+
+
+def simulated_chart_label() -> str:
+    """Drawn into a chart image of simulated bars (plain text: the image font has no emoji)."""
+    return _("SIMULATED DATA")
+
+
+def simulated_account(demo: bool) -> str:
+    """Under a balance, positions, order previews and fills of an account that trades simulated prices."""
+    if demo:
+        return _("🧪 Demo account: it trades simulated prices, with no real money.")
+    return _("🧪 This account is on the simulated terminal: simulated prices, no real money.")

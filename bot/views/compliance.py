@@ -66,7 +66,7 @@ def compliance_home(status: ConsentStatus) -> View:
         )
     lines += [
         "",
-        _("Trading commands: {state}").format(
+        _("Orders and live accounts: {state}").format(
             state=_("unlocked") if status.trading_unlocked else _("locked until you accept the risk disclosure")
         ),
     ]
@@ -96,7 +96,7 @@ def document_view(doc: Document, status: ConsentStatus) -> View:
 
 
 def disclosure_gate() -> View:
-    """What a trading command answers until the current risk disclosure is accepted."""
+    """What moving money or linking an account answers until the current risk disclosure is accepted."""
     version = CURRENT[Document.RISK]
     text = "\n".join(
         [
@@ -104,9 +104,10 @@ def disclosure_gate() -> View:
             "",
             _(TEXTS[(Document.RISK, version)]),
             "",
-            _("Trading commands unlock once you accept this risk disclosure (version {version}).").format(
-                version=version
-            ),
+            _(
+                "Orders, closing positions, auto-trading and linking a live account unlock once you accept this "
+                "risk disclosure (version {version}); quotes, charts, alerts and analyses work without it."
+            ).format(version=version),
         ]
     )
     return text, keyboard([(_("✅ I accept"), ComplianceCB(action="accept", value=Document.RISK.value))], 1)
@@ -115,7 +116,7 @@ def disclosure_gate() -> View:
 def accepted(doc: Document, status: ConsentStatus) -> View:
     text = _("✅ Thank you: {name} (version {version}) accepted.").format(name=document_name(doc), version=CURRENT[doc])
     if doc == Document.RISK and status.trading_unlocked:
-        text += "\n" + _("Trading commands are unlocked: send the command again.")
+        text += "\n" + _("Orders, auto-trading and live accounts are unlocked.")
     return text, keyboard([(_("« Back"), ComplianceCB(action="home"))])
 
 

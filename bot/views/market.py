@@ -13,7 +13,7 @@ from aiogram.utils.i18n import ngettext
 
 from bot.callbacks import CallbackInt
 from bot.views import View
-from bot.views.common import Button, keyboard, quota_name
+from bot.views.common import Button, keyboard, quota_name, simulated_chart_label, simulated_prices
 from domain.alerts.models import AlertFired, AlertKind, AlertRule, AlertStatus, Direction
 from domain.tiers import Quota
 from domain.trading.market import Quote
@@ -74,6 +74,8 @@ def price_view(quotes: list[Quote], unknown: Sequence[tuple[str, str]] = (), ski
         ).format(limit=MAX_PRICE_SYMBOLS, n=skipped))  # fmt: skip
     if notes:
         blocks.append("\n".join(notes))
+    if any(q.simulated for q in quotes):
+        blocks.append(simulated_prices())
     buttons: list[Button] = [(_("📈 Chart {symbol}").format(symbol=q.symbol), ChartCB(symbol=q.symbol)) for q in quotes]
     return "\n\n".join(blocks), keyboard(buttons[:6]) if buttons else None
 
@@ -89,11 +91,19 @@ def chart_usage() -> View:
     return _("Send a symbol and optionally a timeframe (M1 M5 M15 H1 H4 D1): <code>/chart EURUSD H1</code>"), None
 
 
-def chart_caption(symbol: str, tf: str, levels: int) -> str:
+def chart_caption(symbol: str, tf: str, levels: int, simulated: bool = False) -> str:
     text = _("{symbol} · {tf} candles").format(symbol=symbol, tf=tf)
     if levels:
-        text += "\n" + _("Dashed lines: your alert levels ({n})").format(n=levels)
+        text += "\n" + ngettext("{n} dashed line: your alert level", "{n} dashed lines: your alert levels", levels).format(
+            n=levels)  # fmt: skip
+    if simulated:
+        text += "\n" + simulated_prices()
     return text
+
+
+def chart_mark() -> str:
+    """The label drawn into a chart image of simulated bars (the hub draws it only on simulated data)."""
+    return simulated_chart_label()
 
 
 def chart_keyboard(symbol: str, tf: str) -> View:
@@ -119,13 +129,15 @@ def _rule_text(rule: AlertRule, digits: int) -> str:
     return text
 
 
-def alerts_view(rules: list[AlertRule], digits: dict[str, int], limit: int) -> View:
+def alerts_view(rules: list[AlertRule], digits: dict[str, int], limit: int, simulated: bool = False) -> View:
     lines = [_("<b>🔔 Price alerts</b>")]
     if not rules:
         lines.append(_("You have no alerts yet."))
     for r in rules:
         mark = "⏸" if r.status is AlertStatus.PAUSED else "•"
         lines.append(f"{mark} #{r.id} {_rule_text(r, digits.get(r.symbol, 5))}")
+    if simulated:
+        lines.append(_("🧪 Alerts watch simulated prices from the built-in simulator, not market quotes."))
     left = max(limit - len(rules), 0)
     lines += ["", _("Used {used} of {limit} {quota}; {left} left.").format(
         used=len(rules), limit=limit, quota=quota_name(Quota.ALERTS), left=left)]  # fmt: skip
@@ -152,7 +164,8 @@ def alert_prompt() -> str:
 
 def alert_added_view(rule: AlertRule, digits: int, used: int, limit: int) -> View:
     text = _("✅ Alert #{id} set: {rule}.").format(id=rule.id, rule=_rule_text(rule, digits))
-    text += "\n" + _("{left} of {limit} alerts left.").format(left=max(limit - used, 0), limit=limit)
+    text += "\n" + ngettext("{left} of {limit} alert left.", "{left} of {limit} alerts left.", limit).format(
+        left=max(limit - used, 0), limit=limit)  # fmt: skip
     return text, keyboard([(_("🔔 My alerts"), AlertCB(action="list")), (_("📈 Chart"), ChartCB(symbol=rule.symbol))])
 
 
@@ -160,7 +173,7 @@ def alert_deleted_view(rule: AlertRule) -> str:
     return _("Alert #{id} deleted.").format(id=rule.id)
 
 
-def alert_fired_view(event: AlertFired, digits: int, timezone: str) -> View:
+def alert_fired_view(event: AlertFired, digits: int, timezone: str, simulated: bool = False) -> View:
     rule = event.rule
     when = datetime.fromtimestamp(event.time_msc / 1000, UTC).astimezone(ZoneInfo(timezone))
     arrow = "📈" if event.direction is Direction.UP else "📉"
@@ -169,6 +182,7 @@ def alert_fired_view(event: AlertFired, digits: int, timezone: str) -> View:
             _("{arrow} <b>Alert #{id}: {symbol}</b>").format(arrow=arrow, id=rule.id, symbol=rule.symbol),
             _rule_text(rule, digits),
             _("Price {price} at {time}").format(price=_fmt(event.price, digits), time=when.strftime("%Y-%m-%d %H:%M")),
+            *([simulated_prices()] if simulated else []),
         ]
     )
     return text, keyboard([(_("📈 Chart"), ChartCB(symbol=rule.symbol)), (_("🔔 My alerts"), AlertCB(action="list"))])

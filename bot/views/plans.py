@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiogram.filters.callback_data import CallbackData
 from aiogram.utils.i18n import gettext as _
+from aiogram.utils.i18n import ngettext
 
 from bot.registry import Command
 from bot.views import View
@@ -16,7 +17,7 @@ class PlansCB(CallbackData, prefix="plans"):
 
 
 def limits_line(tier: Tier) -> str:
-    parts = [_("{n} requests/min").format(n=tier.rate_per_minute)]
+    parts = [ngettext("{n} request/min", "{n} requests/min", tier.rate_per_minute).format(n=tier.rate_per_minute)]
     parts += [f"{tier.quota(q)} {quota_name(q)}" for q in Quota]
     return " · ".join(parts)
 

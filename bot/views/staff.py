@@ -6,6 +6,7 @@ from aiogram import html
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from aiogram.utils.i18n import gettext as _
+from aiogram.utils.i18n import ngettext
 
 from bot.callbacks import CallbackInt
 from bot.i18n import N_
@@ -158,7 +159,8 @@ def broadcast_segment(segment: Segment, audience: int) -> View:
         _("<b>📣 Who gets it?</b>"),
         _("Plan: {tier}").format(tier=tier_name(segment.tier) if segment.tier else everyone),
         _("Language: {lang}").format(lang=segment.language or everyone),
-        _("Active in the last {days} days").format(days=segment.active_days)
+        ngettext("Active in the last {days} day", "Active in the last {days} days", segment.active_days).format(
+            days=segment.active_days)
         if segment.active_days
         else _("Active: any time"),
         "",
@@ -196,7 +198,8 @@ def broadcast_message(broadcast: Broadcast) -> tuple[str, InlineKeyboardMarkup |
 
 
 def broadcast_confirm(broadcast_id: int, audience: int) -> View:
-    text = _("☝️ This is how it will look. Send it to {n} users?").format(n=audience)
+    text = ngettext("☝️ This is how it will look. Send it to {n} user?",
+                    "☝️ This is how it will look. Send it to {n} users?", audience).format(n=audience)  # fmt: skip
     buttons: list[Button] = [
         (_("✅ Send"), BroadcastCB(action="send", id=broadcast_id)),
         (_("✖️ Cancel"), BroadcastCB(action="cancel", id=broadcast_id)),
@@ -205,7 +208,8 @@ def broadcast_confirm(broadcast_id: int, audience: int) -> View:
 
 
 def broadcast_queued(progress: Progress) -> str:
-    return _("📣 Broadcast #{id} queued for {n} users. Progress will show here.").format(
+    return ngettext("📣 Broadcast #{id} queued for {n} user. Progress will show here.",
+                    "📣 Broadcast #{id} queued for {n} users. Progress will show here.", progress.total).format(
         id=progress.broadcast_id, n=progress.total
     )
 

@@ -66,7 +66,7 @@ def ops_lines(ops: OpsFigures) -> list[str]:
 
 def status_view(
     probes: list[ProbeResult], uptime: float, version: str, tier: Tier, used: dict[Quota, int],
-    ops: OpsFigures | None = None, renews_at: datetime | None = None, tz: str = "UTC",
+    ops: OpsFigures | None = None, renews_at: datetime | None = None, tz: str = "UTC", simulated: bool = False,
 ) -> View:
     healthy = all(p.ok for p in probes)
     lines = [_("<b>🩺 System status</b>") + " " + ("✅" if healthy else "⚠️")]
@@ -79,6 +79,9 @@ def status_view(
         else:
             lines.append(_("❌ {name}: unavailable ({detail})").format(name=name, detail=detail))
     lines.append(_("Uptime {uptime} · version {version}").format(uptime=duration(uptime), version=version))
+    if simulated:  # market data from the simulated terminal (MarketHub.simulated)
+        lines.append(_("🧪 Market data: the built-in simulator (simulated prices, not market quotes)."))
+    lines.append(_("🧪 Demo accounts trade simulated prices, with no real money."))
     if ops is not None:
         lines += ops_lines(ops)
     lines += ["", _("<b>Your plan: {tier}</b>").format(tier=tier_name(tier.code))]

@@ -12,12 +12,13 @@ from aiogram import html
 from aiogram.filters.callback_data import CallbackData
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
+from aiogram.utils.i18n import ngettext
 
 from bot.callbacks import CallbackInt
 from bot.i18n import N_
 from bot.notify import Notifier
 from bot.views import View
-from bot.views.common import Button, keyboard, on_off, tier_name
+from bot.views.common import Button, keyboard, on_off, simulated_account, tier_name
 from bot.views.plans import PlansCB
 from domain.agents.consensus import ConsensusDecision
 from domain.agents.votes import Direction
@@ -120,7 +121,7 @@ RETCODES = {
 RULES = {
     "kill_switch": N_("the kill switch is on: new orders are blocked (/trading)"),
     "max_volume": N_("volume {value} is over your limit of {limit} lots per trade"),
-    "max_positions": N_("you have {value} open positions; your limit is {limit}"),
+    "max_positions": N_("open positions: {value}; your limit is {limit}"),
     "daily_loss": N_("today's loss is {value}% of equity; your limit is {limit}%"),
     "risk_per_trade": N_("this trade risks {value}% of equity; your limit is {limit}%"),
 }
@@ -150,6 +151,11 @@ def retcode_text(code: int) -> str:
     except ValueError:
         msgid = None
     return _(msgid) if msgid else _("broker code {code}").format(code=code)
+
+
+def _sim(kind: AccountKind, simulated: bool) -> list[str]:
+    """The "simulated" line of an account that trades simulated prices (the domain's ``simulated`` flag)."""
+    return [simulated_account(kind is AccountKind.DEMO)] if simulated else []
 
 
 def _money(value: float, currency: str) -> str:
@@ -197,6 +203,7 @@ def preview_view(p: Preview) -> View:
         _("{side} {volume} lots {symbol} at about {price}").format(
             side=side, volume=f"{p.volume:g}", symbol=p.symbol, price=_px(p.price, p.digits)
         ),
+        *_sim(p.order.account_kind, p.simulated),
     ]
     if p.volume != p.requested_volume:
         lines.append(_("Volume rounded to the symbol's step: {requested} → {volume}").format(
@@ -223,6 +230,7 @@ def close_preview_view(p: ClosePreview) -> View:
     for ticket, symbol, side, volume, close_volume, profit in p.positions:
         part = f"{close_volume:g}/{volume:g}" if close_volume != volume else f"{volume:g}"
         lines.append(f"#{ticket} {symbol} {side.upper()} {part} · {_money(profit, p.currency)}")
+    lines += _sim(p.order.account_kind, p.simulated)
     return "\n".join(lines), keyboard(
         [(_("✅ Close"), OrderCB(action="ok", id=p.order.id)), (_("✖️ Cancel"), OrderCB(action="no", id=p.order.id))]
     )
@@ -255,12 +263,13 @@ def execution_view(e: Execution) -> View:
     what = _("Position closed") if e.order.kind is OrderKind.CLOSE else _("Order placed")
     if e.order.kind is OrderKind.MODIFY:
         what = _("Stops updated")
+    sim = "".join("\n" + line for line in _sim(e.order.account_kind, e.simulated))
     if e.ok:
         extra = _(" at {price}").format(price=e.price) if e.price else ""
-        return f"✅ {what}{extra}. " + _("Broker: {codes}").format(codes=codes), keyboard(
+        return f"✅ {what}{extra}. " + _("Broker: {codes}").format(codes=codes) + sim, keyboard(
             [(_("📋 Positions"), PosCB(action="list"))]
         )
-    return "❌ " + _("Not executed. Broker: {codes}").format(codes=codes), None
+    return "❌ " + _("Not executed. Broker: {codes}").format(codes=codes) + sim, None
 
 
 def cancelled_view() -> View:
@@ -271,6 +280,7 @@ def balance_view(account: LinkedAccount, info: Account) -> View:
     level = f"{info.margin_level:.1f}%" if info.margin_level else "—"
     lines = [
         _("<b>💰 Balance</b> · {kind} account {login}").format(kind=kind_name(account.kind), login=info.login),
+        *_sim(account.kind, account.simulated),
         _("Balance: {v}").format(v=_money(info.balance, info.currency)),
         _("Equity: {v}").format(v=_money(info.equity, info.currency)),
         _("Margin: {v}").format(v=_money(info.margin, info.currency)),
@@ -285,7 +295,8 @@ def balance_view(account: LinkedAccount, info: Account) -> View:
 
 def positions_view(h: Holdings) -> View:
     account, info, positions, digits = h.account, h.info, h.positions, h.digits
-    lines = [_("<b>📋 Open positions</b> · {kind} account").format(kind=kind_name(account.kind))]
+    lines = [_("<b>📋 Open positions</b> · {kind} account").format(kind=kind_name(account.kind)),
+             *_sim(account.kind, account.simulated)]  # fmt: skip
     if not positions:
         lines.append(_("No open positions. Open one with /trade."))
         return "\n".join(lines), None
@@ -330,10 +341,11 @@ def history_view(
 ) -> View:  # fmt: skip
     pages = max((len(deals) + per_page - 1) // per_page, 1)
     page = min(max(page, 0), pages - 1)
-    head = _("<b>📜 Closed deals</b> · {kind} · last {days} days").format(kind=kind_name(account.kind), days=days)
+    head = ngettext("<b>📜 Closed deals</b> · {kind} · last {days} day", "<b>📜 Closed deals</b> · {kind} · last {days} days",
+                    days).format(kind=kind_name(account.kind), days=days)  # fmt: skip
     if symbol:
         head += f" · {symbol}"
-    lines = [head]
+    lines = [head, *_sim(account.kind, account.simulated)]
     if not deals:
         lines.append(_("No closed deals in this period."))
     zone = ZoneInfo(tz)
@@ -344,8 +356,8 @@ def history_view(
                      f"{_money(pl, info.currency)}")  # fmt: skip
     total = sum(d.profit + d.commission + d.swap for d in deals)
     wins = sum(1 for d in deals if d.profit > 0)
-    lines += ["", _("Total: {total} · {n} deals, {wins} in profit").format(
-        total=_money(total, info.currency), n=len(deals), wins=wins)]  # fmt: skip
+    lines += ["", ngettext("Total: {total} · {n} deal, in profit: {wins}", "Total: {total} · {n} deals, in profit: {wins}",
+                           len(deals)).format(total=_money(total, info.currency), n=len(deals), wins=wins)]  # fmt: skip
     if pages > 1:
         lines.append(_("Page {page} of {pages}").format(page=page + 1, pages=pages))
     buttons: list[Button] = []
@@ -380,6 +392,7 @@ def trading_view(
         _("<b>⚙️ Trading</b>"),
         _("Account in use: {kind} {login} ({server})").format(kind=kind_name(account.kind), login=account.login,
                                                               server=html.quote(account.server)),  # fmt: skip
+        *_sim(account.kind, account.simulated),
         _("Auto-trading: {state}").format(state=on_off(profile.auto_trading)),
         _("Kill switch: {state}").format(state=_("ON, new orders blocked") if profile.kill_switch else _("off")),
         _("Today's P/L: {pnl} (realized {r}, floating {f})").format(

@@ -422,7 +422,7 @@ class MiniApp:
 
     def simulated(self) -> bool:
         """Whether the prices the pages show come from the simulated terminal (the market-data backend is ``sim``)."""
-        return self.app.market.hub.backend == "sim"
+        return self.app.market.hub.simulated
 
     # -- authentication --
     async def viewer(self, uow: UnitOfWork, credentials: str | None, languages: str = "") -> Viewer:

@@ -18,8 +18,12 @@ from domain.market.models import Bar  # noqa: E402
 UP, DOWN, LEVEL = "#26a69a", "#ef5350", "#ff9800"
 
 
-def render(title: str, bars: Sequence[Bar], levels: Sequence[float], digits: int) -> bytes:
-    """A PNG of ``bars`` (oldest first) with horizontal lines at ``levels``."""
+MARK = "#ffb300"
+
+
+def render(title: str, bars: Sequence[Bar], levels: Sequence[float], digits: int, mark: str | None = None) -> bytes:
+    """A PNG of ``bars`` (oldest first) with horizontal lines at ``levels``; ``mark`` (the "simulated data"
+    label) is drawn across the top right and kept in the PNG's Description text chunk."""
     fig = Figure(figsize=(10, 5.6), dpi=100, facecolor="#131722")
     ax = fig.add_subplot(1, 1, 1, facecolor="#131722")
     width = 0.7
@@ -53,7 +57,11 @@ def render(title: str, bars: Sequence[Bar], levels: Sequence[float], digits: int
         last = bars[-1]
         ax.axhline(last.close, color="#2962ff", linewidth=0.8)
     ax.set_title(title, color="#d1d4dc", fontsize=12, loc="left")
+    if mark:
+        ax.set_title(mark, color=MARK, fontsize=12, loc="right", fontweight="bold")
+        ax.text(0.5, 0.5, mark, transform=ax.transAxes, color=MARK, alpha=0.18, fontsize=28, ha="center",
+                va="center", rotation=18, fontweight="bold")  # fmt: skip
     fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", facecolor=fig.get_facecolor())
+    fig.savefig(buf, format="png", facecolor=fig.get_facecolor(), metadata={"Description": mark} if mark else None)
     return buf.getvalue()

@@ -67,6 +67,7 @@ class Quote:
     day_open: float | None
     day_high: float | None
     day_low: float | None
+    simulated: bool = False  # from the simulated terminal (MarketHub.simulated): not a market price
 
     @property
     def spread_points(self) -> int:
@@ -90,6 +91,7 @@ class Chart:
     png: bytes
     last_bar_time: int
     cached: bool
+    simulated: bool = False  # bars of the simulated terminal; the image then carries the mark it was given
 
 
 @asynccontextmanager
@@ -140,6 +142,13 @@ class MarketHub:
         self._rate: tuple[float, int] = (time.monotonic(), 0)
         self.tick_rate = 0.0
         self.demo: DemoAccounts | None = None
+
+    @property
+    def simulated(self) -> bool:
+        """Whether market data (quotes, bars, charts, what alerts watch) comes from the simulated terminal:
+        ``MT5_BACKEND=sim``. A ``native`` or ``rpyc`` terminal is a real one. Demo accounts trade on the
+        simulated terminal whatever the backend (``LinkedAccount.simulated``)."""
+        return self.backend == "sim"
 
     def use_clock(self, clock: Clock) -> None:
         """Swap the terminal's clock (tests, backtests) before anything trades."""
@@ -361,31 +370,34 @@ class MarketHub:
         d = day[-1] if day else None
         return Quote(
             spec.name, spec.description, spec.digits, spec.point, tick.bid, tick.ask, tick.time_msc,
-            d.open if d else None, d.high if d else None, d.low if d else None,
+            d.open if d else None, d.high if d else None, d.low if d else None, self.simulated,
         )  # fmt: skip
 
     async def bars(self, symbol: str, tf: Timeframe, count: int) -> list[Bar]:
         async with market_errors(symbol):
             return await self.data_gateway().bars(symbol, tf, count)
 
-    async def chart(self, raw: str, tf: Timeframe, levels: Iterable[float] = ()) -> Chart:
+    async def chart(self, raw: str, tf: Timeframe, levels: Iterable[float] = (), mark: str | None = None) -> Chart:
+        """A candlestick PNG; ``mark`` (the localized "simulated" label) is drawn into it when the bars come
+        from the simulated terminal, never otherwise."""
         spec = await self.resolve(raw)
         self.watch([spec.name])
         bars = await self.bars(spec.name, tf, CHART_BARS)
         if not bars:
             raise NoQuote("no bars", symbol=spec.name)
         lv = tuple(sorted(set(levels)))
-        key = (spec.name, tf, bars[-1].time, lv)
+        drawn = mark if self.simulated else None
+        key = (spec.name, tf, bars[-1].time, lv, drawn)
         png = self._charts.get(key)
         if png is not None:
             self._charts.move_to_end(key)
-            return Chart(spec.name, tf, png, bars[-1].time, True)
+            return Chart(spec.name, tf, png, bars[-1].time, True, self.simulated)
         title = f"{spec.name} · {tf.value}"
-        png = await asyncio.to_thread(chart.render, title, bars, lv, spec.digits)
+        png = await asyncio.to_thread(chart.render, title, bars, lv, spec.digits, drawn)
         self._charts[key] = png
         while len(self._charts) > CHART_CACHE:
             self._charts.popitem(last=False)
-        return Chart(spec.name, tf, png, bars[-1].time, False)
+        return Chart(spec.name, tf, png, bars[-1].time, False, self.simulated)
 
     # ---- health ----
     async def pool_figures(self) -> PoolFigures | None:

@@ -79,6 +79,9 @@ class LinkedAccount:
     kind: AccountKind
     login: int
     server: str
+    # Trades simulated prices: a demo account (always on the simulated terminal), or a live login while
+    # MT5_BACKEND=sim. Set by TradingService; not part of the account's identity.
+    simulated: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +121,7 @@ class Preview:
     risk_pct: float | None
     check_retcode: int
     check_ok: bool
+    simulated: bool = False  # on an account that trades simulated prices (LinkedAccount.simulated)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +129,7 @@ class ClosePreview:
     order: Order
     positions: tuple[tuple[int, str, str, float, float, float], ...]  # ticket, symbol, side, volume, close volume, P/L
     currency: str
+    simulated: bool = False  # on an account that trades simulated prices (LinkedAccount.simulated)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +143,7 @@ class Execution:
     volume: float | None
     repeated: bool = False
     breach: RiskBreachInfo | None = None
+    simulated: bool = False  # filled at simulated prices (an account whose LinkedAccount.simulated holds)
 
 
 @dataclass(frozen=True, slots=True)

@@ -114,12 +114,20 @@ class TradingService:
     async def profile(self, uow: UnitOfWork, user_id: int) -> TradingProfile:
         return await uow.trading.profile(user_id)
 
+    def simulated(self, kind: AccountKind) -> bool:
+        """Whether an account of ``kind`` trades simulated prices: a demo account always (it lives on the
+        simulated terminal, whatever feeds market data), a live one on the ``sim`` backend."""
+        return kind is AccountKind.DEMO or self.hub.simulated
+
+    def _marked(self, account: LinkedAccount) -> LinkedAccount:
+        return replace(account, simulated=self.simulated(account.kind))
+
     async def demo_account(self, uow: UnitOfWork, user_id: int) -> LinkedAccount:
         found = await uow.trading.account(user_id, AccountKind.DEMO)
         if found is not None:
-            return found[0]
+            return self._marked(found[0])
         login = await self.hub.open_demo(DEMO_BALANCE)
-        account = LinkedAccount(user_id, AccountKind.DEMO, login, self.hub.terminal.server)
+        account = LinkedAccount(user_id, AccountKind.DEMO, login, self.hub.terminal.server, simulated=True)
         if await uow.trading.add_account(account, None, utcnow()):
             await uow.audit.append(AuditEntry("trading.demo_opened", user_id, user_id, Surface.CHAT, {"login": login}))
             await uow.commit()
@@ -140,7 +148,7 @@ class TradingService:
                 raise NoLiveAccount("no live account linked")
             account, token = found
             gw = await self.hub.live_gateway(user_id, account.login, self._box.open(token), account.server)
-            return account, gw
+            return self._marked(account), gw
         account = await self.demo_account(uow, user_id)
         return account, self.hub.demo_gateway(account.login)
 
@@ -178,7 +186,8 @@ class TradingService:
         except (DemoLoginRefused, AccountTaken, LinkFailed, NoFreeTerminal) as exc:
             await self._link_refused(uow, user_id, login, server, exc.code)
             raise
-        account = LinkedAccount(user_id, AccountKind.LIVE, login, info.server)  # the server's own spelling
+        account = LinkedAccount(user_id, AccountKind.LIVE, login, info.server,  # the server's own spelling
+                                simulated=self.hub.simulated)  # fmt: skip
         try:
             await uow.trading.replace_account(account, self._box.seal(password), utcnow())
             await uow.audit.append(
@@ -217,7 +226,7 @@ class TradingService:
 
     async def live_account(self, uow: UnitOfWork, user_id: int) -> LinkedAccount | None:
         found = await uow.trading.account(user_id, AccountKind.LIVE)
-        return found[0] if found else None
+        return self._marked(found[0]) if found else None
 
     async def switch(self, uow: UnitOfWork, user_id: int, tier: Tier, kind: AccountKind) -> TradingProfile:
         if kind is AccountKind.LIVE:
@@ -352,7 +361,7 @@ class TradingService:
         return Preview(
             order, side, spec.name, rounded, volume, price, sl, tp, spec.digits, check.margin, check.margin_free,
             info.equity, info.currency, risk_money, risk_pct, int(check.retcode),
-            int(check.retcode) in (0, *RETCODE_OK),
+            int(check.retcode) in (0, *RETCODE_OK), account.simulated,
         )  # fmt: skip
 
     async def _risk_money(
@@ -449,7 +458,7 @@ class TradingService:
             AuditEntry("trade.close_previewed", user_id, user_id, Surface.CHAT, {"order": order.id, **order.params})
         )
         await uow.commit()
-        return ClosePreview(order, rows, info.currency)
+        return ClosePreview(order, rows, info.currency, account.simulated)
 
     async def modify(
         self, uow: UnitOfWork, user_id: int, tier: Tier, ticket: int, sl: float | None, tp: float | None
@@ -505,7 +514,8 @@ class TradingService:
         if order.status is not OrderStatus.PENDING:
             return _repeated(order)
         async with self.locks.hold(order.account_kind.value, order.login):
-            return await self._execute_locked(uow, user_id, tier, order, account, surface)
+            done = await self._execute_locked(uow, user_id, tier, order, account, surface)
+        return replace(done, simulated=self.simulated(order.account_kind))
 
     async def _execute_locked(
         self, uow: UnitOfWork, user_id: int, tier: Tier, order: Order, kind: AccountKind | None, surface: Surface

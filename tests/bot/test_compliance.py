@@ -14,7 +14,7 @@ from aiogram.types import Message
 from sqlalchemy import func, select
 
 from bot.i18n import N_
-from bot.registry import Category, Command, Registry
+from bot.registry import Category, Command, Money, Registry
 from bot.settings import Settings
 from bot.views import compliance as views
 from bot.views.compliance import ComplianceCB
@@ -51,7 +51,8 @@ async def gated(stack: Settings, telegram: FakeTelegram) -> AsyncIterator[Harnes
     registry = Registry(
         [
             *[c for c in COMMANDS if c.name in ("start", "compliance")],
-            Command("tradex", _trading_router, N_("Trading"), Category.TRADING, callbacks=("tx",)),
+            Command("tradex", _trading_router, N_("Trading"), Category.TRADING, callbacks=("tx",),
+                    money=Money(buttons=("tx",))),  # fmt: skip
         ]
     )
     h = await build_harness(stack, telegram, registry=registry)

@@ -183,7 +183,7 @@ async def test_broadcast_compose_preview_confirm_and_deliver(staffed: Harness) -
     calls = await h.press(BroadcastCB(action="preview").pack(), user=ADMIN)
     preview, confirm = [c for c in calls if c.method == "sendMessage"]
     assert preview.text == "Big &lt;news&gt; today" and preview.buttons == [("Read more", None)]
-    assert "Send it to 1 users?" in confirm.text
+    assert "Send it to 1 user?" in confirm.text
     send_data = confirm.buttons[0][1]
     for user in (BOB, AGENT):  # not admins: the button is stale for them and nothing is queued
         pressed = await h.press(send_data, user=user)
@@ -191,7 +191,7 @@ async def test_broadcast_compose_preview_confirm_and_deliver(staffed: Harness) -
     async with UnitOfWork(h.app.sessionmaker) as uow:
         assert (await uow.broadcasts.get(1)).status == Status.DRAFT  # type: ignore[union-attr]
     queued = await h.press(send_data, user=ADMIN, message_id=321)
-    assert "queued for 1 users" in queued[0].text
+    assert "queued for 1 user" in queued[0].text
     await h.press(send_data, user=ADMIN, message_id=321)  # a double tap queues nothing more
     async with UnitOfWork(h.app.sessionmaker) as uow:
         assert await uow.broadcasts.counts(1) == {"pending": 1}

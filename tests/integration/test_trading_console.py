@@ -28,8 +28,11 @@ async def _console(tmp_path: Path, script: str, lang: str = "en") -> str:
 
 async def test_console_demo_trade_survives_restart(tmp_path: Path) -> None:
     # BTCUSD trades around the clock in the simulator, so this holds on weekends too
-    accept = "/trade buy BTCUSD 0.01\n1\n"  # the first trading command asks for the risk disclosure
-    out = await _console(tmp_path, accept + "/trade buy BTCUSD 0.01\n1\n/positions\n/chart BTCUSD H1\n")
+    # prices answer at once, marked as simulated; the first order asks for the risk disclosure, and accepting it
+    # ("1") shows the order's preview straight away, whose Confirm is the next "1"
+    out = await _console(tmp_path, "/price BTCUSD\n/trade buy BTCUSD 0.01\n1\n1\n/positions\n/chart BTCUSD H1\n")
+    assert "Simulated prices from the built-in simulator" in out
+    assert out.count("Please read before trading") == 1
     assert "Order preview" in out and "[1] ✅ Confirm" in out
     assert "Order placed" in out and "Broker: done (10009)" in out
     assert "BTCUSD BUY 0.01" in out

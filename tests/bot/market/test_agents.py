@@ -71,7 +71,7 @@ async def test_ai_free_sees_two_agents_and_the_daily_quota_runs_out(harness: Har
         assert "shows 2 of 5 agents" in text and "Mean reversion, Breakout, Learner" in text and "/premium" in text
         assert f"AI analyses today: {n} / 3" in text
     over = (await harness.send("/ai EURUSD"))[-1].text
-    assert "You've used all 3 AI analyses for today" in over and "/premium" in over and "AI-QUOTA" in over
+    assert "You've used all your AI analyses for today (daily limit: 3)" in over and "/premium" in over and "AI-QUOTA" in over
     ru = (await harness.send("/ai GBPUSD", lang="ru"))[-1].text
     assert "AI-QUOTA" in ru and "/premium" in ru and "You've used" not in ru
 

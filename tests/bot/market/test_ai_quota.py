@@ -29,12 +29,12 @@ async def test_changing_the_time_zone_does_not_renew_the_ai_quota(harness: Harne
     harness.app.meter.clock = wall
     for n in range(1, 4):
         assert f"AI analyses today: {n} / 3 · renew at 00:00 (midnight UTC)" in await ai(harness)
-    assert "You've used all 3 AI analyses for today. They renew at 00:00 your time" in await ai(harness)
+    assert "You've used all your AI analyses for today (daily limit: 3). They renew at 00:00 your time" in await ai(harness)
     # An hour later it is midnight in Moscow: a window starting at the local midnight would start afresh.
     wall.at += timedelta(hours=1)
     await harness.press(ConfigCB(action="settz", value="Europe/Moscow").pack())
     moved = await ai(harness)
-    assert "You've used all 3 AI analyses for today. They renew at 03:00 your time (midnight UTC)" in moved
+    assert "You've used all your AI analyses for today (daily limit: 3). They renew at 03:00 your time (midnight UTC)" in moved
     # ...and so would any other zone's
     for zone in ("Asia/Kolkata", "Pacific/Kiritimati", "America/Los_Angeles", "Asia/Tehran"):
         wall.at += timedelta(minutes=30)

@@ -253,7 +253,7 @@ async def test_direct_listener_call_with_a_decision_reports_a_refusal_by_a_risk_
     before = len(harness.telegram.calls)
     await harness.app.autotrader.listen("XAUUSD", Timeframe.H1, decision)
     [report] = [c for c in harness.telegram.calls[before:] if c.method == "sendMessage"]
-    assert "Auto-trade blocked" in report.text and "open positions; your limit is 1" in report.text
+    assert "Auto-trade blocked" in report.text and "open positions: " in report.text and "; your limit is 1" in report.text
     assert [o.status for o in await _orders(harness) if o.params.get("auto")] == ["blocked"]
 
 

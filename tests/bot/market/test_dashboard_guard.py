@@ -107,18 +107,25 @@ async def test_dashboard_trading_actions_need_the_current_disclosure(
     assert f"{SEP}pos:{ticket}" in button(portfolio, "✖️ Close #")  # the row is shown: viewing is allowed
     async with UnitOfWork(harness.app.sessionmaker) as uow:
         kill_before = (await uow.trading.profile(ANN)).kill_switch
-    for forged in (f"pos:{ticket}", "close_yes", "alert:1", "alert_yes", "kill", "watchlist"):
-        if forged == "watchlist":  # the watchlist's consensus is an AI analysis, behind the disclosure like /ai
-            await harness.press(f"{dialog}{SEP}back", message_id=100)
+    for forged in (f"pos:{ticket}", "close_yes"):  # closing a position moves money, like /close
         text, messages = refused(await harness.press(f"{dialog}{SEP}{forged}", message_id=100))
         assert "Please read before trading" in text, (forged, text)
         assert messages and messages[0].buttons == [("✅ I accept", "cmp:accept:risk")]
+    es = await harness.press(f"{dialog}{SEP}pos:{ticket}", lang="es", message_id=100)
+    assert "Lee esto antes de operar" in refused(es)[0]  # answered in the user's language
     assert [p.ticket for p in await positions(harness)] == [ticket]
     async with UnitOfWork(harness.app.sessionmaker) as uow:
-        assert [r.id for r in await uow.trading.alerts(ANN)] == [1]
         assert (await uow.trading.profile(ANN)).kill_switch == kill_before
-    es = await harness.press(f"{dialog}{SEP}watchlist", lang="es", message_id=100)
-    assert "Lee esto antes de operar" in refused(es)[0]  # answered in the user's language
+    # the kill switch (it stops trading), alerts and the watchlist's analysis move no money: they work before it
+    for pressed in ("back", "settings", "kill", "kill", "back", "watchlist", "back", "alerts", "alert:1", "alert_no", "back"):
+        calls = await harness.press(f"{dialog}{SEP}{pressed}", message_id=100)
+        assert not any("Please read before trading" in c.text for c in calls), (pressed, [c.text for c in calls])
+        assert any(c.method == "editMessageText" for c in calls), pressed
+        if pressed == "kill":
+            async with UnitOfWork(harness.app.sessionmaker) as uow:
+                switched = (await uow.trading.profile(ANN)).kill_switch
+            assert switched != kill_before  # the first press switched it on, the second off again
+            kill_before = switched
     await harness.press("cmp:accept:risk")  # accepting the new version unlocks the same buttons
     await harness.press(f"{dialog}{SEP}portfolio", message_id=100)
     ask = await harness.press(f"{dialog}{SEP}pos:{ticket}", message_id=100)

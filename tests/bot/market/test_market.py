@@ -31,7 +31,7 @@ async def test_chart_is_a_png_with_alert_levels_and_cached(harness: Harness, clo
     photo = next(c for c in calls if c.method == "sendPhoto")
     files = [v for v in photo.params.values() if isinstance(v, dict) and "size" in v]
     assert files and files[0]["size"] > 5000
-    assert "EURUSD · H4" in photo.params["caption"] and "alert levels (1)" in photo.params["caption"]
+    assert "EURUSD · H4" in photo.params["caption"] and "1 dashed line: your alert level" in photo.params["caption"]
     again = await harness.press("ch:EURUSD:H4")
     assert any(c.method == "sendPhoto" for c in again)
     bad = await harness.send("/chart EURUSD Y9")

@@ -82,7 +82,8 @@ async def test_risk_limits_block_and_audit(harness: Harness, clock: ManualClock)
     await harness.send("/risk max_positions 1")
     await harness.press(_confirm(await harness.send("/trade buy EURUSD 0.1")))
     second = await harness.press(_confirm(await harness.send("/trade buy EURUSD 0.1")))
-    assert "open positions; your limit is 1" in next(c for c in second if c.method == "editMessageText").text
+    blocked = next(c for c in second if c.method == "editMessageText").text
+    assert "open positions: " in blocked and "; your limit is 1" in blocked
     await harness.send("/risk max_positions 10")
     risky = await harness.press(_confirm(await harness.send("/trade buy XAUUSD 0.5 sl=1")))
     assert "this trade risks" in next(c for c in risky if c.method == "editMessageText").text
