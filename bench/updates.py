@@ -187,9 +187,9 @@ async def main() -> None:
     print(f"\n{'p50 by update (ms)':<28}{'full':>10}{'bare':>10}")
     for kind in sorted(full_kinds):
         print(f"  {kind:<26}{statistics.median(full_kinds[kind]):>10.3f}{statistics.median(bare_kinds[kind]):>10.3f}")
-    print(f"\nratio full/bare throughput: {full_rate / bare_rate:.2f}   (target >= 0.5)")
-    print(f"ratio middlewares-only/bare: {chain_rate / bare_rate:.2f}   (the chain's own cost, without command work)")
-    print(f"full chain p99: {pct(full_lat, 0.99):.2f} ms   (target < 20 ms)")
+    print(f"\nratio full/bare throughput: {full_rate / bare_rate:.2f}   (target >= 0.3)")
+    print(f"ratio middlewares-only/bare: {chain_rate / bare_rate:.2f}   (target >= 0.6: the chain's own cost, without command work)")
+    print(f"full chain p99: {pct(full_lat, 0.99):.2f} ms   (target < 5 ms)")
     print(f"startup to healthy /healthz (python -m bot run): {await startup_to_ready():.2f} s   (target < 2 s)")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"RSS after the run: {rss_mb():.0f} MB (peak {peak:.0f} MB)")
