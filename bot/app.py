@@ -34,6 +34,7 @@ from bot.middlewares.compliance import ComplianceGateMiddleware
 from bot.middlewares.database import UnitOfWorkMiddleware
 from bot.middlewares.dedup import DeduplicateMiddleware
 from bot.middlewares.errors import ErrorMiddleware
+from bot.middlewares.fsm import StateMiddleware
 from bot.middlewares.metering import MeteringMiddleware
 from bot.middlewares.payments import PaymentInboxMiddleware
 from bot.middlewares.private import PrivateChatMiddleware
@@ -277,6 +278,8 @@ def _dispatcher(app: App, limiter: RateLimiter, ledger: UpdateLedger, reporter: 
         else None
     )  # aiogram-dialog locks per destiny: the key builder must know destinies
     app.dialogs = setup_dialogs(dialogs, events_isolation=isolation)
+    # aiogram's FSM middleware, able to take the state the de-duplication claim read in its round trip
+    dp.fsm = state = StateMiddleware(dp.fsm.storage, dp.fsm.events_isolation, dp.fsm.strategy)
     # Outermost first: errors wrap everything; a duplicate delivery stops before
     # any work; the user is known before locale, limits and gates; metering sees
     # only what was actually handled.
@@ -284,8 +287,8 @@ def _dispatcher(app: App, limiter: RateLimiter, ledger: UpdateLedger, reporter: 
         ObservabilityMiddleware(app.metrics, app.settings.secret()),
         PaymentInboxMiddleware(app.billing, app.i18n),  # outside the error layer: a payment is stored first
         ErrorMiddleware(reporter, app.i18n, app.registry),
-        DeduplicateMiddleware(ledger),
-        dp.fsm,  # FSM state (Redis with REDIS_URL), after de-duplication and inside the error layer
+        DeduplicateMiddleware(ledger, state.state_key),
+        state,  # FSM state (Redis with REDIS_URL), after de-duplication and inside the error layer
         SecretInputMiddleware(app.i18n),  # a password typed at a secret step leaves the chat before anything runs
         UnitOfWorkMiddleware(app.sessionmaker),
         UserMiddleware(app.users),

@@ -61,6 +61,17 @@ class RedisUpdateLedger:
     async def claim(self, key: str) -> bool:
         return bool(await self._redis.set(f"{self._prefix}:{key}", "claimed", nx=True, ex=CLAIM_SECONDS))
 
+    async def claim_reading(self, key: str, other: str) -> tuple[bool, str | None]:
+        """The claim and a GET of ``other`` (the update's FSM state) in one round trip.
+
+        The value is only meaningful when the claim succeeded; a duplicate does nothing with it.
+        """
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.set(f"{self._prefix}:{key}", "claimed", nx=True, ex=CLAIM_SECONDS)
+            pipe.get(other)
+            claimed, value = await pipe.execute()
+        return bool(claimed), value.decode("utf-8") if isinstance(value, bytes) else value
+
     async def done(self, key: str) -> None:
         await self._redis.set(f"{self._prefix}:{key}", "done", ex=DONE_SECONDS)
 
