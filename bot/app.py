@@ -280,6 +280,9 @@ def _dispatcher(app: App, limiter: RateLimiter, ledger: UpdateLedger, reporter: 
     app.dialogs = setup_dialogs(dialogs, events_isolation=isolation)
     # aiogram's FSM middleware, able to take the state the de-duplication claim read in its round trip
     dp.fsm = state = StateMiddleware(dp.fsm.storage, dp.fsm.events_isolation, dp.fsm.strategy)
+    # On one Redis the limiter's bucket is hit in the de-duplication claim's script (bot/middlewares/dedup.py)
+    shared = isinstance(limiter, RedisRateLimiter) and isinstance(ledger, RedisUpdateLedger) and limiter.redis is ledger.redis
+    ratelimit = RateLimitMiddleware(limiter, app.users if shared else None)
     # Outermost first: errors wrap everything; a duplicate delivery stops before
     # any work; the user is known before locale, limits and gates; metering sees
     # only what was actually handled.
@@ -287,13 +290,13 @@ def _dispatcher(app: App, limiter: RateLimiter, ledger: UpdateLedger, reporter: 
         ObservabilityMiddleware(app.metrics, app.settings.secret()),
         PaymentInboxMiddleware(app.billing, app.i18n),  # outside the error layer: a payment is stored first
         ErrorMiddleware(reporter, app.i18n, app.registry),
-        DeduplicateMiddleware(ledger, state.state_key),
+        DeduplicateMiddleware(ledger, state.state_key, ratelimit.bucket),
         state,  # FSM state (Redis with REDIS_URL), after de-duplication and inside the error layer
         SecretInputMiddleware(app.i18n),  # a password typed at a secret step leaves the chat before anything runs
         UnitOfWorkMiddleware(app.sessionmaker),
         UserMiddleware(app.users),
         LocaleMiddleware(app.i18n),
-        RateLimitMiddleware(limiter),
+        ratelimit,
         PrivateChatMiddleware(app.registry),  # account and money commands never answer in a group
         TierGateMiddleware(app.registry, app.tiers),
         ComplianceGateMiddleware(app.registry, app.compliance),
