@@ -73,6 +73,7 @@ from domain.tiers import TierCatalog
 from domain.trading.autotrade import AutoTrader
 from domain.users import UserService
 from handlers import default_registry, dialog_router, last_routers
+from handlers.filters import install_prefilters
 from workers.agent_runner import AgentRunner
 from workers.broadcast import BroadcastSender, Pacer
 from workers.dashboard_refresh import DashboardRefresher
@@ -270,7 +271,9 @@ def _dispatcher(app: App, limiter: RateLimiter, ledger: UpdateLedger, reporter: 
         autotrade=app.autotrader,
     )
     dialogs = dialog_router()  # only events no command router took meet aiogram-dialog's middlewares
-    dp.include_routers(*app.registry.routers(), dialogs, *last_routers())
+    routers = app.registry.routers()
+    install_prefilters(routers)  # per process: plain text and foreign buttons skip a command router in one check
+    dp.include_routers(*routers, dialogs, *last_routers())
     dp.callback_query.outer_middleware(StaleDialogMiddleware())  # wraps aiogram-dialog's intent middleware
     isolation = (
         RedisEventIsolation(app.redis, key_builder=DefaultKeyBuilder(with_bot_id=True, with_destiny=True))
