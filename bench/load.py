@@ -1,4 +1,4 @@
-"""Load benchmark: simulated users through the real webhook path, one replica then two.
+"""Load benchmark: simulated users through the real webhook path: a bare aiogram bot, one replica, two.
 
     python bench/load.py [--users 2000] [--seconds 30] [--think 3.0] [--quick] [--outbox-only | --no-outbox]
 
@@ -12,9 +12,16 @@ its chat. The stand-in timestamps that reply; latency is from just before the
 POST to the reply. Printed per phase: updates/s, p50/p95/p99, errors (non-200
 webhook answers, answers carrying an ErrorDNA code, no reply within 10 s), the
 replicas' CPU milliseconds per update (from /proc, over the measured window:
-the cost of an update whoever else shares the cores), and their RSS (now /
-peak). Then the same with two replicas, the bench round-robining the POSTs,
-and the scaling ratio. `--quick` is a short run.
+the cost of an update whoever else shares the cores), the CPU the whole
+machine had left (idle share of every core, from /proc/stat), the replicas'
+longest GC pause (``hybrid_gc_pause_max_seconds`` from their /metrics, "n/a"
+when they do not export it) and their RSS (now / peak). The first phase is the
+baseline: a bare aiogram bot (bench/bare_bot.py: same aiohttp webhook handler,
+one reply per update, no middlewares, no database) behind the same stand-in
+with the same generator and update mix; then one replica of the product, then
+two with the bench round-robining the POSTs. Printed after the table: the
+product's CPU per update over the bare bot's, and the scaling ratio (run it
+with `--think 0` for saturation). `--quick` is a short run.
 
 Then the outbox phase (alone with `--outbox-only`): a second stand-in that
 enforces Telegram's flood limits as Telegram does (30 messages/s overall, about
@@ -69,7 +76,10 @@ MIX: list[tuple[str, int]] = [
     ("/alerts", 8), ("/subscription", 5), ("/referral", 4), ("menu:help", 8), ("menu:config", 6),
     ("cfg:notify:news", 5), ("cfg:lang:", 4), ("hello there", 10),
 ]  # fmt: skip
-TARGETS = "targets (issue 8): p99 < 250 ms, >= 500 updates/s per replica, two replicas >= 1.8x one"
+TARGETS = ("targets: CPU per update <= 2x the bare aiogram bot's; with --users 2000 --think 10 p99 < 250 ms on one "
+           "replica; at saturation (--think 0) two replicas >= 1.6x one")
+BARE_BOT = ROOT / "bench" / "bare_bot.py"
+GC_GAUGE = "hybrid_gc_pause_max_seconds"
 
 
 class StandIn(FakeTelegram):
@@ -110,6 +120,7 @@ class StandIn(FakeTelegram):
 class Phase:
     name: str
     replicas: int
+    bare: bool = False  # the baseline: bench/bare_bot.py instead of `python -m bot run`
     latencies: list[float] = field(default_factory=list)
     updates: int = 0
     http_errors: int = 0
@@ -119,6 +130,8 @@ class Phase:
     rss: list[tuple[int, int]] = field(default_factory=list)  # (now, peak) kB per replica
     cpu: float = 0.0  # CPU seconds the replicas spent in the measured window
     shutdown: float = 0.0  # seconds from SIGTERM until every replica exited
+    idle: float = float("nan")  # share of the machine's CPU left idle over the measured window (0..1)
+    gc_pause: list[float | None] = field(default_factory=list)  # GC_GAUGE per replica (None: not exported)
 
     @property
     def rate(self) -> float:
@@ -140,6 +153,12 @@ def _cpu(pid: int) -> float:
     """CPU seconds (user + system) a process has used so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _machine_cpu() -> tuple[float, float]:
+    """(idle, total) jiffies of every core so far, from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return float(values[3] + values[4]), float(sum(values[:8]))
 
 
 def _memory(pid: int) -> tuple[int, int]:
@@ -235,10 +254,14 @@ async def _healthy(port: int, proc: asyncio.subprocess.Process, timeout: float =
     raise SystemExit("the bot never became healthy")
 
 
-async def _errors(http: aiohttp.ClientSession, port: int) -> int:
+async def _scrape(http: aiohttp.ClientSession, port: int) -> tuple[int, float | None]:
+    """ErrorDNA reports counted by a replica, and its longest GC pause (None: the gauge is not exported)."""
     async with http.get(f"http://127.0.0.1:{port}/metrics") as resp:
         text = await resp.text()
-    return int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("hybrid_errors_total{")))
+    lines = text.splitlines()
+    errors = int(sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith("hybrid_errors_total{")))
+    pauses = [float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(GC_GAUGE) and " " in line]
+    return errors, max(pauses) if pauses else None
 
 
 def _env(db_url: str, redis_url: str, api: str, port: int, data_dir: Path) -> dict[str, str]:
@@ -259,10 +282,11 @@ async def _run_phase(
     ports = [free_port() for _ in range(phase.replicas)]
     logs = [(data_dir / f"{phase.name.replace(' ', '-')}-{i}.log").open("wb") for i in range(phase.replicas)]  # noqa: ASYNC230
     try:
+        command = [str(BARE_BOT)] if phase.bare else ["-m", "bot", "run"]
         for port, log in zip(ports, logs):
             procs.append(
                 await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "bot", "run", cwd=ROOT, env=_env(db_url, redis_url, standin.url, port, data_dir),
+                    sys.executable, *command, cwd=ROOT, env=_env(db_url, redis_url, standin.url, port, data_dir),
                     stdout=log, stderr=asyncio.subprocess.STDOUT,
                 )  # fmt: skip
             )
@@ -283,14 +307,18 @@ async def _run_phase(
                 for i in range(users)
             ]
             await asyncio.sleep(max(0.0, measure_from - time.perf_counter()))
-            cpu_from = sum(_cpu(p.pid) for p in procs)
+            cpu_from, (idle_from, total_from) = sum(_cpu(p.pid) for p in procs), _machine_cpu()
             await asyncio.sleep(max(0.0, stop_at - time.perf_counter()))
             phase.cpu = sum(_cpu(p.pid) for p in procs) - cpu_from
+            idle_to, total_to = _machine_cpu()
+            phase.idle = (idle_to - idle_from) / (total_to - total_from) if total_to > total_from else float("nan")
             phase.seconds = seconds
             phase.rss = [_memory(p.pid) for p in procs]
             await asyncio.gather(*tasks)
-            for port in ports:
-                phase.coded += await _errors(http, port)
+            for port in ports if not phase.bare else ():
+                coded, pause = await _scrape(http, port)
+                phase.coded += coded
+                phase.gc_pause.append(pause)
     finally:
         stopping = time.perf_counter()
         for proc in procs:
@@ -309,13 +337,18 @@ async def _run_phase(
 
 def _table(phases: list[Phase], users: int) -> str:
     head = f"{'phase':<11} {'users':>6} {'replies':>8} {'upd/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} " \
-           f"{'http err':>8} {'errors':>6} {'no reply':>8} {'CPU ms/upd':>10} {'RSS MB now/peak (per replica)':>30}"  # fmt: skip
+           f"{'http err':>8} {'errors':>6} {'no reply':>8} {'CPU ms/upd':>10} {'CPU left':>8} {'GC max ms':>10} " \
+           f"{'RSS MB now/peak (per replica)':>30}"  # fmt: skip
     lines = [head, "-" * len(head)]
     for p in phases:
         rss = ", ".join(f"{now / 1024:.0f}/{peak / 1024:.0f}" for now, peak in p.rss)
+        known = [g for g in p.gc_pause if g is not None]
+        gc = f"{1000 * max(known):.1f}" if known else "n/a"
+        coded = "n/a" if p.bare else str(p.coded)
         lines.append(
             f"{p.name:<11} {users:>6} {p.updates:>8} {p.rate:>8.1f} {p.pct(0.50):>8.1f} {p.pct(0.95):>8.1f} "
-            f"{p.pct(0.99):>8.1f} {p.http_errors:>8} {p.coded:>6} {p.no_reply:>8} {p.cpu_per_update:>10.2f} {rss:>30}"
+            f"{p.pct(0.99):>8.1f} {p.http_errors:>8} {coded:>6} {p.no_reply:>8} {p.cpu_per_update:>10.2f} "
+            f"{100 * p.idle:>7.0f}% {gc:>10} {rss:>30}"
         )
     return "\n".join(lines)
 
@@ -583,10 +616,9 @@ async def _replicas(
     print(f"{args.users} users, think time ~{args.think:.1f} s, {args.ramp:.0f} s ramp-up then {args.seconds:.0f} s "
           f"measured per phase; PostgreSQL + Redis on loopback; CPUs: {os.cpu_count()}")  # fmt: skip
     phases: list[Phase] = []
-    for i, replicas in enumerate((1, 2)):
-        name = "1 replica" if replicas == 1 else f"{replicas} replicas"
+    for i, (name, replicas, bare) in enumerate((("bare aiogram", 1, True), ("1 replica", 1, False), ("2 replicas", 2, False))):
         phase = await _run_phase(
-            Phase(name, replicas), args.users, 10_000_000 + i * 1_000_000, args.seconds, args.think, args.ramp,
+            Phase(name, replicas, bare), args.users, 10_000_000 + i * 1_000_000, args.seconds, args.think, args.ramp,
             db_url, redis_url, standin, data_dir,
         )  # fmt: skip
         phases.append(phase)
@@ -597,10 +629,13 @@ async def _replicas(
 def _replica_phases(args: argparse.Namespace, phases: list[Phase], standin: StandIn) -> None:
     print()
     print(_table(phases, args.users))
-    one, two = phases
+    bare, one, two = phases
     ratio = two.rate / one.rate if one.rate else float("nan")
-    print(f"\nscaling ratio (2 replicas / 1): {ratio:.2f}x   "
-          f"per replica: {one.rate:.1f} / {two.rate / 2:.1f} updates/s")  # fmt: skip
+    print(f"\nCPU per update, 1 replica / bare aiogram: {one.cpu_per_update:.2f} / {bare.cpu_per_update:.2f} ms = "
+          f"{one.cpu_per_update / bare.cpu_per_update:.2f}x   (2 replicas: {two.cpu_per_update / bare.cpu_per_update:.2f}x)")
+    print(f"scaling ratio (2 replicas / 1): {ratio:.2f}x   "
+          f"per replica: {one.rate:.1f} / {two.rate / 2:.1f} updates/s; CPU left on the machine: "
+          f"{100 * one.idle:.0f}% / {100 * two.idle:.0f}%")  # fmt: skip
     print(f"median of medians: {statistics.median([one.pct(0.5), two.pct(0.5)]):.1f} ms; Bot API calls: {standin.api_calls}")
     print(f"one core's worth of updates/s at the measured cost: {1000 / one.cpu_per_update:.0f} "
           f"(the load generator, stand-in, PostgreSQL and Redis share the same {os.cpu_count()} CPUs)")

@@ -34,6 +34,7 @@ from bot.middlewares.compliance import ComplianceGateMiddleware, DisclosureRepla
 from bot.middlewares.database import UnitOfWorkMiddleware
 from bot.middlewares.dedup import DeduplicateMiddleware
 from bot.middlewares.errors import ErrorMiddleware
+from bot.middlewares.fsm import StateMiddleware
 from bot.middlewares.metering import MeteringMiddleware
 from bot.middlewares.payments import PaymentInboxMiddleware
 from bot.middlewares.private import PrivateChatMiddleware
@@ -74,6 +75,7 @@ from domain.tiers import TierCatalog
 from domain.trading.autotrade import AutoTrader
 from domain.users import UserService
 from handlers import default_registry, dialog_router, last_routers
+from handlers.filters import install_prefilters
 from workers.agent_runner import AgentRunner
 from workers.broadcast import BroadcastSender, Pacer
 from workers.dashboard_refresh import DashboardRefresher
@@ -279,7 +281,9 @@ def _dispatcher(app: App, limiter: RateLimiter, ledger: UpdateLedger, reporter: 
         replays=app.replays,
     )
     dialogs = dialog_router()  # only events no command router took meet aiogram-dialog's middlewares
-    dp.include_routers(*app.registry.routers(), dialogs, *last_routers())
+    routers = app.registry.routers()
+    install_prefilters(routers)  # per process: plain text and foreign buttons skip a command router in one check
+    dp.include_routers(*routers, dialogs, *last_routers())
     dp.callback_query.outer_middleware(StaleDialogMiddleware())  # wraps aiogram-dialog's intent middleware
     isolation = (
         RedisEventIsolation(app.redis, key_builder=DefaultKeyBuilder(with_bot_id=True, with_destiny=True))
@@ -287,6 +291,11 @@ def _dispatcher(app: App, limiter: RateLimiter, ledger: UpdateLedger, reporter: 
         else None
     )  # aiogram-dialog locks per destiny: the key builder must know destinies
     app.dialogs = setup_dialogs(dialogs, events_isolation=isolation)
+    # aiogram's FSM middleware, able to take the state the de-duplication claim read in its round trip
+    dp.fsm = state = StateMiddleware(dp.fsm.storage, dp.fsm.events_isolation, dp.fsm.strategy)
+    # On one Redis the limiter's bucket is hit in the de-duplication claim's script (bot/middlewares/dedup.py)
+    shared = isinstance(limiter, RedisRateLimiter) and isinstance(ledger, RedisUpdateLedger) and limiter.redis is ledger.redis
+    ratelimit = RateLimitMiddleware(limiter, app.users if shared else None)
     # Outermost first: errors wrap everything; a duplicate delivery stops before
     # any work; the user is known before locale, limits and gates; metering sees
     # only what was actually handled.
@@ -294,13 +303,13 @@ def _dispatcher(app: App, limiter: RateLimiter, ledger: UpdateLedger, reporter: 
         ObservabilityMiddleware(app.metrics, app.settings.secret()),
         PaymentInboxMiddleware(app.billing, app.i18n),  # outside the error layer: a payment is stored first
         ErrorMiddleware(reporter, app.i18n, app.registry),
-        DeduplicateMiddleware(ledger),
-        dp.fsm,  # FSM state (Redis with REDIS_URL), after de-duplication and inside the error layer
+        DeduplicateMiddleware(ledger, state.state_key, ratelimit.bucket),
+        state,  # FSM state (Redis with REDIS_URL), after de-duplication and inside the error layer
         SecretInputMiddleware(app.i18n),  # a password typed at a secret step leaves the chat before anything runs
         UnitOfWorkMiddleware(app.sessionmaker),
         UserMiddleware(app.users),
         LocaleMiddleware(app.i18n),
-        RateLimitMiddleware(limiter),
+        ratelimit,
         PrivateChatMiddleware(app.registry),  # account and money commands never answer in a group
         TierGateMiddleware(app.registry, app.tiers),
         ComplianceGateMiddleware(app.registry, app.compliance, app.replays),

@@ -133,6 +133,17 @@ class ObservabilityMiddleware(BaseMiddleware):
         self._metrics = metrics
         self._salt = salt
         self._slots = asyncio.Semaphore(limit)
+        self._series: dict[tuple[str, str], tuple[Any, Any]] = {}  # (name, outcome) -> (latency, count) children
+
+    def _record(self, name: str, outcome: str, seconds: float) -> None:
+        """Observe one update; the labelled children are looked up once per (command, outcome) per process."""
+        series = self._series.get((name, outcome))
+        if series is None:
+            series = self._series[(name, outcome)] = (
+                self._metrics.latency.labels(name), self._metrics.updates.labels(name, outcome)
+            )  # fmt: skip
+        series[0].observe(seconds)
+        series[1].inc()
 
     async def __call__(
         self,
@@ -163,8 +174,7 @@ class ObservabilityMiddleware(BaseMiddleware):
         finally:
             command = data.get("command")
             name = command.name if command is not None else event.event_type
-            self._metrics.latency.labels(name).observe(time.perf_counter() - start)
-            self._metrics.updates.labels(name, outcome).inc()
+            self._record(name, outcome, time.perf_counter() - start)
             _context.reset(token)
 
 

@@ -65,15 +65,19 @@ class MemoryRateLimiter:
         return Decision(False, (1.0 - bucket[0]) / rate, notify)
 
 
-# KEYS[1] bucket hash; ARGV: rate per second, burst, ttl (s). The clock is
-# Redis's own TIME, so replicas with skewed clocks agree.
-# Returns {allowed, retry_after_ms, notify}. Atomic: one script per request.
-_LUA = """
-local rate = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
+def bucket_lua(key: str, arg: int) -> str:
+    """The token bucket in Lua, on the hash ``key`` with rate per second, burst and ttl (s) in ARGV[arg..arg+2].
+
+    Leaves ``allowed``, ``retry`` (ms) and ``notify`` in Lua locals. The clock is Redis's own TIME,
+    so replicas with skewed clocks agree. Shared by :class:`RedisRateLimiter` and the update claim
+    (domain/dedup.py), which runs it in the claim's round trip.
+    """
+    return f"""
+local rate = tonumber(ARGV[{arg}])
+local burst = tonumber(ARGV[{arg + 1}])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local state = redis.call('HMGET', KEYS[1], 't', 'ts', 'n')
+local state = redis.call('HMGET', {key}, 't', 'ts', 'n')
 local tokens = tonumber(state[1])
 local ts = tonumber(state[2])
 local notified = tonumber(state[3]) or 0
@@ -92,24 +96,43 @@ else
   if notified == 0 then notify = 1 end
   notified = 1
 end
-redis.call('HSET', KEYS[1], 't', tostring(tokens), 'ts', tostring(now), 'n', notified)
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
-return {allowed, retry, notify}
+redis.call('HSET', {key}, 't', tostring(tokens), 'ts', tostring(now), 'n', notified)
+redis.call('EXPIRE', {key}, tonumber(ARGV[{arg + 2}]))
 """
+
+
+# KEYS[1] bucket hash; ARGV: rate per second, burst, ttl (s). Returns {allowed, retry_after_ms, notify}.
+# Atomic: one script per request.
+_LUA = bucket_lua("KEYS[1]", 1) + "return {allowed, retry, notify}\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """One request against a user's bucket, as the Redis script takes it."""
+
+    key: str  # without the limiter's prefix
+    rate_per_minute: int
+    burst: int
+
+    def args(self) -> list[float | int]:
+        """ARGV of :func:`bucket_lua`: rate per second, burst, ttl."""
+        rate = self.rate_per_minute / 60.0
+        return [rate, self.burst, math.ceil(self.burst / rate) + 60]
+
+
+def decision(allowed: object, retry_ms: object, notify: object) -> Decision:
+    """A Decision from the script's three numbers."""
+    return Decision(bool(allowed), int(retry_ms) / 1000.0, bool(notify))  # type: ignore[call-overload]
 
 
 class RedisRateLimiter:
     """Shared by every replica: one atomic script call per request."""
 
     def __init__(self, redis: Redis, prefix: str = "rl") -> None:
-        self._redis = redis
-        self._prefix = prefix
+        self.redis = redis
+        self.prefix = prefix
         self._script = redis.register_script(_LUA)
 
     async def hit(self, key: str, rate_per_minute: int, burst: int) -> Decision:
-        rate = rate_per_minute / 60.0
-        ttl = math.ceil(burst / rate) + 60
-        allowed, retry_ms, notify = await self._script(
-            keys=[f"{self._prefix}:{key}"], args=[rate, burst, ttl]
-        )
-        return Decision(bool(allowed), int(retry_ms) / 1000.0, bool(notify))
+        bucket = Bucket(key, rate_per_minute, burst)
+        return decision(*await self._script(keys=[f"{self.prefix}:{key}"], args=bucket.args()))

@@ -206,6 +206,10 @@ class UserService:
         self._cache.put(user, now)
         return Seen(user, created=False)
 
+    def cached(self, user_id: int) -> User | None:
+        """The cached profile if it is still fresh, without a query (the hot path's early look at a tier)."""
+        return self._cache.get(user_id, self._clock())
+
     def tier_of(self, user: User) -> Tier:
         return self._tiers.get(user.effective_tier(self._clock()))
 
