@@ -24,7 +24,7 @@ from bot.callbacks import CallbackInt
 from bot.i18n import N_
 from bot.notify import Notifier
 from bot.views import View
-from bot.views.common import feature_name, quota_name, tier_name
+from bot.views.common import feature_name, price, quota_name, tier_name
 from bot.views.plans import limits_line
 from domain.billing.model import (
     PACK_SIZE,
@@ -274,7 +274,7 @@ def premium_view(
     for tier in paid:
         added = sorted(tier.features - current.features)
         if added and tier.rank > current.rank:
-            lines += ["", f"<b>{tier_name(tier.code)}</b> — {stars_price(tier)}", limits_line(tier)]
+            lines += ["", f"<b>{tier_name(tier.code)}</b> — {price(tier)}", limits_line(tier)]
             lines.append(_("Unlocks: {features}").format(features=", ".join(feature_name(f) for f in added)))
     rows: list[Row] = []
     if overview.trial_available and current.rank < tiers.get(TRIAL_TIER).rank:
@@ -313,10 +313,6 @@ def premium_view(
     if not any(t.rank > current.rank for t in paid):
         lines += ["", _("You're on the top plan. Thank you!")]
     return "\n".join(lines), markup(rows)
-
-
-def stars_price(tier: Tier) -> str:
-    return _("{stars} ⭐ every 30 days").format(stars=tier.price_stars)
 
 
 def pay_link_view(url: str, *, stars: int, tier: str | None) -> View:

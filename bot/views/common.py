@@ -56,9 +56,10 @@ def quota_name(quota: Quota) -> str:
 
 
 def price(tier: Tier) -> str:
+    """A plan's price as the chat shows it: in Telegram plans are sold for Stars only."""
     if not tier.is_paid:
         return _("free")
-    return _("${usd}/month or {stars} ⭐").format(usd=f"{tier.price_cents / 100:.2f}", stars=tier.price_stars)
+    return _("{stars} ⭐ every 30 days").format(stars=tier.price_stars)
 
 
 def ai_quota_line(used: int, limit: int, renews_at: datetime, tz: str) -> str:
