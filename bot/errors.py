@@ -225,11 +225,17 @@ _MESSAGES: dict[str, str] = {
     "AI-BAD-PAGE": N_("That page doesn't exist. /signals shows the latest."),
 }
 _GENERIC = N_("Something went wrong on our side. We've logged it and will fix it.")
+# The message of a code whose named parameter came empty (nothing to list after "Similar:").
+_WHEN_EMPTY = {"MKT-UNKNOWN-SYMBOL": ("suggestions", N_("I don't know the symbol {symbol}."))}
 
 
 def user_message(report: Report, params: dict[str, Any] | None = None) -> str:
     """The localized text for a report (call inside the user's locale)."""
-    body = _(_MESSAGES.get(report.code, _GENERIC))
+    msgid = _MESSAGES.get(report.code, _GENERIC)
+    empty = _WHEN_EMPTY.get(report.code)
+    if empty is not None and not (params or {}).get(empty[0]):
+        msgid = empty[1]
+    body = _(msgid)
     try:  # parameters may carry what the user typed (a symbol, a field): escaped for Telegram's HTML
         body = body.format(**{k: html.quote(v) if isinstance(v, str) else v for k, v in (params or {}).items()})
     except (KeyError, IndexError, ValueError):

@@ -110,6 +110,8 @@ async def test_wrong_side_stops_and_bad_numbers(harness: Harness, clock: ManualC
     assert "TRD-VOLUME-RANGE" in (await harness.send("/trade buy EURUSD 0.001"))[0].text
     unknown = (await harness.send("/trade buy EURSUD 0.1"))[0].text
     assert "MKT-UNKNOWN-SYMBOL" in unknown and "Similar: EURUSD" in unknown
+    nothing_like = (await harness.send("/trade buy QZQZQZ 0.1"))[0].text  # no similar symbol: no empty list
+    assert "I don't know the symbol QZQZQZ.\n" in nothing_like and "Similar" not in nothing_like
     assert await _positions(harness) == []
 
 
