@@ -159,19 +159,23 @@ def _servers_env(pg: str, redis: str, port: int) -> dict[str, str]:
 Starter = Callable[[int, Path], Awaitable[Process]]
 
 
-async def _median_startup(start: Starter, runs: int, http: aiohttp.ClientSession, tmp: Path) -> tuple[float, list[float]]:
-    """Median start-up to healthy of ``runs`` fresh processes, and the RSS of each once healthy."""
-    times, rss = [], []
+async def _startups(starts: list[Starter], runs: int, http: aiohttp.ClientSession, tmp: Path) -> list[tuple[float, float]]:
+    """(median start-up to healthy in s, median RSS once healthy in MB) of each starter over ``runs`` rounds.
+
+    The starters take turns within each round, so a change in the machine's load weighs on all of them."""
+    times: list[list[float]] = [[] for _ in starts]
+    rss: list[list[float]] = [[] for _ in starts]
     for i in range(runs):
-        data = tmp / f"run-{time.monotonic_ns()}-{i}"
-        data.mkdir()
-        proc = await start(free_port(), data)
-        try:
-            times.append(await proc.healthy(http))
-            rss.append(proc.rss_mb()[0])
-        finally:
-            await proc.stop()
-    return statistics.median(times), rss
+        for k, start in enumerate(starts):
+            data = tmp / f"run-{time.monotonic_ns()}-{i}"
+            data.mkdir()
+            proc = await start(free_port(), data)
+            try:
+                times[k].append(await proc.healthy(http))
+                rss[k].append(proc.rss_mb()[0])
+            finally:
+                await proc.stop()
+    return [(statistics.median(t), statistics.median(r)) for t, r in zip(times, rss)]
 
 
 def _start_update(user: int, update_id: int) -> dict[str, Any]:
@@ -214,18 +218,14 @@ async def main_async(args: argparse.Namespace) -> int:
         log = tmp / "processes.log"
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as http:
-                embedded = await _median_startup(
+                embedded, bare_poll = await _startups([
                     lambda port, data: _spawn(["-m", "bot", "run"], _env(telegram.url, port, data), port, log),
-                    args.runs, http, tmp,
-                )  # fmt: skip
-                bare_poll = await _median_startup(
                     lambda port, data: _spawn([str(bare_script)], _env(telegram.url, port, data), port, log),
-                    args.runs, http, tmp,
-                )  # fmt: skip
+                ], args.runs, http, tmp)  # fmt: skip
                 print(f"start-up to healthy /healthz, median of {args.runs} (s)     bot      bare   ratio")
                 print(f"  embedded defaults, polling             {embedded[0]:>8.2f}  {bare_poll[0]:>8.2f}  {embedded[0] / bare_poll[0]:>6.2f}x")
-                bare_rss = statistics.median(bare_poll[1])
-                print(f"  RSS once healthy (MB)                  {statistics.median(embedded[1]):>8.0f}  {bare_rss:>8.0f}")
+                bare_rss = bare_poll[1]
+                print(f"  RSS once healthy (MB)                  {embedded[1]:>8.0f}  {bare_rss:>8.0f}")
                 missing = postgres_missing() or redis_missing()
                 if args.skip_servers or missing:
                     print(f"\nPostgreSQL + Redis figures skipped: {missing or '--skip-servers'}")
@@ -247,8 +247,7 @@ async def main_async(args: argparse.Namespace) -> int:
                     env = _env(telegram.url, port, data, WEBHOOK_URL=f"http://127.0.0.1:{port}", WEBHOOK_SECRET=SECRET)
                     return _spawn([str(bare_script)], env, port, log)
 
-                servers = await _median_startup(replica, args.runs, http, tmp)
-                bare_web = await _median_startup(bare_hook, args.runs, http, tmp)
+                servers, bare_web = await _startups([replica, bare_hook], args.runs, http, tmp)
                 print(f"  PostgreSQL + Redis, webhook, external  {servers[0]:>8.2f}  {bare_web[0]:>8.2f}  {servers[0] / bare_web[0]:>6.2f}x")
 
                 print(f"\nRSS after {args.users} distinct users sent /start through POST /webhooks/telegram (MB)")

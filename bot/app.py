@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
@@ -52,7 +53,6 @@ from domain.admin import AdminService
 from domain.agents.service import AgentService
 from domain.analytics.service import AnalyticsService
 from domain.billing.service import BillingService
-from domain.billing.stripe import StripeGateway
 from domain.broadcast import BroadcastService
 from domain.compliance import ComplianceService
 from domain.db.engine import backend_name, create_engine, create_sessionmaker
@@ -81,6 +81,9 @@ from workers.partition import AgentJobs
 from workers.scheduler import Scheduler, default_jobs
 from workers.trading_runtime import TradingRuntime
 from workers.user_sync import UserCacheSync
+
+if TYPE_CHECKING:
+    from domain.billing.stripe import StripeGateway
 
 log = logging.getLogger(__name__)
 
@@ -347,6 +350,7 @@ async def _workers(app: App) -> str:
 def _stripe(settings: Settings) -> StripeGateway | None:
     if settings.stripe_secret_key is None:
         return None
+    from domain.billing.stripe import StripeGateway  # the SDK loads only where Stripe is configured
     prices = {
         "basic": settings.stripe_price_basic or "",
         "pro": settings.stripe_price_pro or "",
