@@ -314,12 +314,13 @@ def create_bot(settings: Settings, session: BaseSession | None = None, token: st
 
 
 async def _prepare_database(settings: Settings, engine: AsyncEngine) -> None:
+    head = migrate.head(settings.db_url)
     if settings.embedded_db:
         settings.ensure_data_dir()
-        await migrate.upgrade_async(settings.db_url)
+        if await migrate.current(engine) != head:  # alembic loads only when there is something to do
+            await migrate.upgrade_async(settings.db_url)
         return
-    current, head = await migrate.current(engine), migrate.head(settings.db_url)
-    if current != head:
+    if (current := await migrate.current(engine)) != head:
         await engine.dispose()
         raise SystemExit(f"database is at revision {current}, this build needs {head}: run `python -m bot migrate`")
 

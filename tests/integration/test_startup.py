@@ -20,7 +20,7 @@ from tests.fakes.telegram import TOKEN, FakeTelegram
 from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAVY = ("matplotlib", "PIL", "stripe", "requests", "sentry_sdk", "apscheduler", "multiprocessing")
+HEAVY = ("matplotlib", "PIL", "stripe", "requests", "sentry_sdk", "apscheduler", "multiprocessing", "alembic", "mako")
 
 BUILD_RUN = """
 import asyncio, json, sys
@@ -50,6 +50,11 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 async def test_building_the_run_app_loads_no_heavy_module(tmp_path: Path) -> None:
+    migrate = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "migrate", cwd=ROOT, env=_env(tmp_path),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    assert await asyncio.wait_for(migrate.wait(), 120) == 0  # a restart: alembic is for migrating only
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-c", BUILD_RUN.replace("{heavy}", repr(set(HEAVY))), cwd=ROOT, env=_env(tmp_path),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
