@@ -8,8 +8,11 @@ the 30 lines below (BARE_BOT): aiogram's Bot, a Dispatcher with one echo
 handler, an aiohttp server answering ``/healthz`` once it is about to poll (or
 has set its webhook). Printed:
 
-- start-up to a healthy ``/healthz``: ``python -m bot run`` on the embedded
-  defaults (SQLite in a fresh DATA_DIR, polling) and on PostgreSQL + Redis
+- start-up to a healthy ``/healthz`` (wall time, and the CPU seconds the
+  process used until then: the steadier figure on a busy machine):
+  ``python -m bot run`` on the embedded
+  defaults (polling; restarts on one DATA_DIR, after a first start that
+  creates and migrates its SQLite file, printed apart) and on PostgreSQL + Redis
   (tests/servers.py, webhook mode, WORKERS=external), beside the bare bot in
   polling and webhook mode; the median of ``--runs`` runs each, and the ratios;
 - RSS of a replica after ``--users`` distinct users each sent /start through
@@ -100,6 +103,11 @@ class Process:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) the process has used: what start-up costs whatever else shares the cores."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def rss_mb(self) -> tuple[float, float]:
         """(now, peak) resident memory in MB."""
         fields = dict(line.split(":", 1) for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines())
@@ -159,11 +167,14 @@ def _servers_env(pg: str, redis: str, port: int) -> dict[str, str]:
 Starter = Callable[[int, Path], Awaitable[Process]]
 
 
-async def _startups(starts: list[Starter], runs: int, http: aiohttp.ClientSession, tmp: Path) -> list[tuple[float, float]]:
-    """(median start-up to healthy in s, median RSS once healthy in MB) of each starter over ``runs`` rounds.
+async def _startups(
+    starts: list[Starter], runs: int, http: aiohttp.ClientSession, tmp: Path
+) -> list[tuple[float, float, float]]:
+    """Medians (start-up to healthy in s, its CPU s, RSS once healthy in MB) of each starter over ``runs`` rounds.
 
     The starters take turns within each round, so a change in the machine's load weighs on all of them."""
     times: list[list[float]] = [[] for _ in starts]
+    cpu: list[list[float]] = [[] for _ in starts]
     rss: list[list[float]] = [[] for _ in starts]
     for i in range(runs):
         for k, start in enumerate(starts):
@@ -172,10 +183,11 @@ async def _startups(starts: list[Starter], runs: int, http: aiohttp.ClientSessio
             proc = await start(free_port(), data)
             try:
                 times[k].append(await proc.healthy(http))
+                cpu[k].append(proc.cpu_s())
                 rss[k].append(proc.rss_mb()[0])
             finally:
                 await proc.stop()
-    return [(statistics.median(t), statistics.median(r)) for t, r in zip(times, rss)]
+    return [(statistics.median(t), statistics.median(c), statistics.median(r)) for t, c, r in zip(times, cpu, rss)]
 
 
 def _start_update(user: int, update_id: int) -> dict[str, Any]:
@@ -218,14 +230,23 @@ async def main_async(args: argparse.Namespace) -> int:
         log = tmp / "processes.log"
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as http:
+                kept = tmp / "embedded"  # one DATA_DIR: the first start creates and migrates it, the rest restart
+                kept.mkdir()
+
+                def embedded_run(port: int, _data: Path) -> Awaitable[Process]:
+                    return _spawn(["-m", "bot", "run"], _env(telegram.url, port, kept), port, log)
+
+                first = await _startups([embedded_run], 1, http, tmp)
                 embedded, bare_poll = await _startups([
-                    lambda port, data: _spawn(["-m", "bot", "run"], _env(telegram.url, port, data), port, log),
+                    embedded_run,
                     lambda port, data: _spawn([str(bare_script)], _env(telegram.url, port, data), port, log),
                 ], args.runs, http, tmp)  # fmt: skip
+                print(f"first start, embedded (creates and migrates the SQLite file): {first[0][0]:.2f} s, CPU {first[0][1]:.2f} s\n")
                 print(f"start-up to healthy /healthz, median of {args.runs} (s)     bot      bare   ratio")
                 print(f"  embedded defaults, polling             {embedded[0]:>8.2f}  {bare_poll[0]:>8.2f}  {embedded[0] / bare_poll[0]:>6.2f}x")
-                bare_rss = bare_poll[1]
-                print(f"  RSS once healthy (MB)                  {embedded[1]:>8.0f}  {bare_rss:>8.0f}")
+                print(f"    its CPU seconds                      {embedded[1]:>8.2f}  {bare_poll[1]:>8.2f}  {embedded[1] / bare_poll[1]:>6.2f}x")
+                bare_rss = bare_poll[2]
+                print(f"    RSS once healthy (MB)                {embedded[2]:>8.0f}  {bare_rss:>8.0f}")
                 missing = postgres_missing() or redis_missing()
                 if args.skip_servers or missing:
                     print(f"\nPostgreSQL + Redis figures skipped: {missing or '--skip-servers'}")
@@ -249,6 +270,8 @@ async def main_async(args: argparse.Namespace) -> int:
 
                 servers, bare_web = await _startups([replica, bare_hook], args.runs, http, tmp)
                 print(f"  PostgreSQL + Redis, webhook, external  {servers[0]:>8.2f}  {bare_web[0]:>8.2f}  {servers[0] / bare_web[0]:>6.2f}x")
+                print(f"    its CPU seconds                      {servers[1]:>8.2f}  {bare_web[1]:>8.2f}  {servers[1] / bare_web[1]:>6.2f}x")
+                print(f"    RSS once healthy (MB)                {servers[2]:>8.0f}  {bare_web[2]:>8.0f}")
 
                 print(f"\nRSS after {args.users} distinct users sent /start through POST /webhooks/telegram (MB)")
                 figures: dict[str, tuple[float, float, float, int]] = {}
