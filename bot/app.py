@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
@@ -55,7 +56,6 @@ from domain.agents.service import AgentService
 from domain.analytics.service import AnalyticsService
 from domain.billing.service import BillingService
 from domain.billing.storefront import Storefront
-from domain.billing.stripe import StripeGateway
 from domain.broadcast import BroadcastService
 from domain.compliance import ComplianceService
 from domain.db.engine import backend_name, create_engine, create_sessionmaker
@@ -85,6 +85,9 @@ from workers.partition import AgentJobs
 from workers.scheduler import Scheduler, default_jobs
 from workers.trading_runtime import TradingRuntime
 from workers.user_sync import UserCacheSync
+
+if TYPE_CHECKING:
+    from domain.billing.stripe import StripeGateway
 
 log = logging.getLogger(__name__)
 
@@ -330,12 +333,13 @@ def create_bot(settings: Settings, session: BaseSession | None = None, token: st
 
 
 async def _prepare_database(settings: Settings, engine: AsyncEngine) -> None:
+    head = migrate.head(settings.db_url)
     if settings.embedded_db:
         settings.ensure_data_dir()
-        await migrate.upgrade_async(settings.db_url)
+        if await migrate.current(engine) != head:  # alembic loads only when there is something to do
+            await migrate.upgrade_async(settings.db_url)
         return
-    current, head = await migrate.current(engine), migrate.head(settings.db_url)
-    if current != head:
+    if (current := await migrate.current(engine)) != head:
         await engine.dispose()
         raise SystemExit(f"database is at revision {current}, this build needs {head}: run `python -m bot migrate`")
 
@@ -366,6 +370,7 @@ async def _workers(app: App) -> str:
 def _stripe(settings: Settings) -> StripeGateway | None:
     if settings.stripe_secret_key is None:
         return None
+    from domain.billing.stripe import StripeGateway  # the SDK loads only where Stripe is configured
     prices = {
         "basic": settings.stripe_price_basic or "",
         "pro": settings.stripe_price_pro or "",

@@ -16,14 +16,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+import sys
 import traceback
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from collections.abc import Sequence
 from typing import Any
 
-import asyncpg
-import sentry_sdk
 from prometheus_client import Counter
 from aiogram import html
 from aiogram.exceptions import TelegramAPIError
@@ -61,10 +60,27 @@ def dna(exc: BaseException) -> str:
     return "BUG-" + _fingerprint(exc)
 
 
+def _to_sentry(exc: BaseException, code: str, ref: str, user_hash: str, hidden: tuple[str, ...]) -> None:
+    # init_sentry imports sentry_sdk: while it is not loaded there is no client to send to
+    sentry_sdk = sys.modules.get("sentry_sdk")
+    if sentry_sdk is None:
+        return
+    with sentry_sdk.new_scope() as scope:
+        scope.set_tag("error_dna", code)
+        scope.set_tag("ref", ref)
+        scope.set_user({"id": user_hash})
+        if hidden:
+            scope.add_event_processor(lambda event, hint: scrub_tree(event, hidden))
+        sentry_sdk.capture_exception(exc)
+
+
 def _database_unreachable(exc: BaseException) -> bool:
     """A connection to PostgreSQL failing (refused, reset, server starting up): asyncpg raises these
     unwrapped while SQLAlchemy opens a pooled connection."""
-    if not isinstance(exc, OSError | asyncpg.PostgresConnectionError | asyncpg.CannotConnectNowError):
+    # asyncpg is loaded by the first PostgreSQL connection: before that, none of its errors can exist
+    asyncpg = sys.modules.get("asyncpg")
+    unreachable = (asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError) if asyncpg is not None else ()
+    if not isinstance(exc, (OSError, *unreachable)):
         return False
     return any("/asyncpg/" in f.filename or "/sqlalchemy/" in f.filename for f in traceback.extract_tb(exc.__traceback__))
 
@@ -112,13 +128,7 @@ class ErrorReporter:
                 log.error("%s ref=%s in %s user=%s\n%s", code, ref, context, user_hash, rendered)
             else:
                 log.error("%s ref=%s in %s user=%s", code, ref, context, user_hash, exc_info=exc)
-            with sentry_sdk.new_scope() as scope:
-                scope.set_tag("error_dna", code)
-                scope.set_tag("ref", ref)
-                scope.set_user({"id": user_hash})
-                if hidden:
-                    scope.add_event_processor(lambda event, hint: scrub_tree(event, hidden))
-                sentry_sdk.capture_exception(exc)
+            _to_sentry(exc, code, ref, user_hash, hidden)
         try:
             async with self._sessionmaker() as session:
                 await add_error_event(

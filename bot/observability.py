@@ -20,7 +20,6 @@ from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import sentry_sdk
 from aiogram import BaseMiddleware
 from aiogram.dispatcher.event.bases import UNHANDLED
 from aiogram.types import TelegramObject, Update
@@ -228,6 +227,8 @@ def init_sentry(dsn: str, *, release: str, transport: Any = None) -> None:
 
     (default PII off, no frame locals; users are known by their salted hash only).
     """
+    import sentry_sdk  # loaded only where SENTRY_DSN is set (bot/errors.py sends only once it is)
+
     options: dict[str, Any] = {"transport": transport} if transport is not None else {}
     sentry_sdk.init(
         dsn=dsn,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import signal
 import time
@@ -12,6 +11,7 @@ from aiogram import Bot, Dispatcher
 from aiogram.types import BotCommand, BotCommandScopeDefault
 from aiohttp import web
 
+from bot import gc_tuning
 from bot.app import App, create_app, create_bot
 from bot.staff_menu import set_staff_commands
 from bot.registry import Registry
@@ -83,13 +83,14 @@ async def run(settings: Settings, started: float | None = None) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    monitor: gc_tuning.GcMonitor | None = None
     try:
         me = await bot.get_me()
         await set_commands(bot, app.registry, app)
         await runner.setup()
         await web.TCPSite(runner, settings.web_host, settings.web_port).start()
         app.start_background(bot)
-        gc.freeze()  # start-up objects live forever: keep full collections from rescanning ~400k of them
+        monitor = gc_tuning.settle(app.metrics.registry)  # freeze start-up objects; the pause gauge
         allowed = app.dispatcher.resolve_used_update_types(skip_events={"aiogd_update"})
         if webhook:
             url = settings.webhook_url.rstrip("/") + TELEGRAM_WEBHOOK_PATH  # type: ignore[union-attr]
@@ -107,6 +108,8 @@ async def run(settings: Settings, started: float | None = None) -> int:
         else:
             await _poll_until(app.dispatcher, bot, allowed, stop)
     finally:
+        if monitor is not None:
+            monitor.close()
         log.info("shutting down")
         await runner.cleanup()
         await app.close()

@@ -16,13 +16,13 @@ consumer group, taking over a dead worker's share (workers/partition.py).
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import signal
 import time
 
 from aiohttp import web
 
+from bot import gc_tuning
 from bot.app import create_app, create_bot
 from bot.settings import Settings
 from bot.web.app import create_web_app
@@ -52,17 +52,20 @@ async def run_worker(settings: Settings, started: float | None = None, *, stop: 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    monitor: gc_tuning.GcMonitor | None = None
     try:
         await runner.setup()
         await web.TCPSite(runner, settings.web_host, settings.web_port).start()
         app.start_background(bot, workers=True)
-        gc.freeze()  # start-up objects live forever: keep full collections from rescanning ~400k of them
+        monitor = gc_tuning.settle(app.metrics.registry)  # freeze start-up objects; the pause gauge
         log.info(
             "Hybrid Trader worker ready on http://%s:%d in %.2fs",
             settings.web_host, settings.web_port, time.perf_counter() - started,
         )  # fmt: skip
         await stop.wait()
     finally:
+        if monitor is not None:
+            monitor.close()
         log.info("worker shutting down")
         await runner.cleanup()
         await app.close()

@@ -145,6 +145,16 @@ class _ProfileCache:
         self._items.move_to_end(user.id)
         if len(self._items) > self._size:
             self._items.popitem(last=False)
+        # Entries past their deadline are never served: let the least recent ones go now rather than when
+        # the LRU fills, so a replica holds the users of the last CACHE_TTL, not the last CACHE_SIZE.
+        for _ in range(2):
+            oldest = next(iter(self._items.values()))
+            if oldest[1] > now:
+                break
+            self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
 
     def drop(self, user_id: int) -> None:
         self._items.pop(user_id, None)

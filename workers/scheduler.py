@@ -46,7 +46,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from redis.asyncio import Redis
 from sqlalchemy import delete
 
@@ -89,6 +88,9 @@ class Scheduler:
         await lead(self.lease, self._lead)
 
     async def _lead(self) -> None:
+        # apscheduler (and the multiprocessing it pulls in) loads only in the process that leads
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
         scheduler = AsyncIOScheduler()
         for job in self.jobs:
             scheduler.add_job(

@@ -6,10 +6,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-import stripe
 from aiogram import Bot
 from aiohttp import web
 
+from domain.billing.stripe import sdk
 from domain.errors import DomainError
 
 if TYPE_CHECKING:
@@ -31,6 +31,7 @@ def stripe_webhook(app: App, bot: Bot) -> Callable[[web.Request], Awaitable[web.
         if len(payload) > MAX_BODY:
             return web.json_response({"error": "too large"}, status=413)
         signature = request.headers.get("Stripe-Signature") or ""
+        stripe = sdk()  # loaded already: app.billing.stripe is a StripeGateway
         try:
             if not signature.isascii():  # the SDK's compare_digest raises TypeError (a 500) on a non-ASCII str
                 raise ValueError("non-ASCII signature header")

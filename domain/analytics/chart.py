@@ -6,20 +6,15 @@ import io
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-from matplotlib.figure import Figure  # noqa: E402
-
-from domain.analytics.metrics import EquityPoint  # noqa: E402
+from domain.analytics.metrics import EquityPoint
+from domain.plotting import matplotlib
 
 BG, GRID, TEXT, LINE, FILL, DD = "#131722", "#2a2e39", "#b2b5be", "#2962ff", "#2962ff33", "#ef5350"
 
 
 def render(title: str, equity: Sequence[EquityPoint], drawdown: Sequence[EquityPoint], drawdown_label: str) -> bytes:
     """A PNG: ``equity`` on top, ``drawdown`` (percent, <= 0) below; both oldest first."""
-    fig = Figure(figsize=(10, 5.6), dpi=100, facecolor=BG)
+    fig = matplotlib().figure.Figure(figsize=(10, 5.6), dpi=100, facecolor=BG)
     top = fig.add_axes((0.06, 0.34, 0.86, 0.58), facecolor=BG)
     bottom = fig.add_axes((0.06, 0.08, 0.86, 0.2), facecolor=BG, sharex=top)
     xs = [datetime.fromtimestamp(t, UTC) for t, _ in equity]

@@ -1,12 +1,16 @@
-"""Stripe through the official SDK (async calls over aiohttp; STRIPE_API_BASE may point at a local server)."""
+"""Stripe through the official SDK (async calls over aiohttp; STRIPE_API_BASE may point at a local server).
+
+The SDK (and the requests stack under it) is imported by the first ``StripeGateway`` (``sdk()``): a
+deployment without STRIPE_SECRET_KEY never loads it.
+"""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import ModuleType
 from typing import Any
-
-import stripe
 
 from domain.billing.model import PaymentProviderDown, Status
 
@@ -44,10 +48,19 @@ def _get(obj: Any, key: str) -> Any:
         return None
 
 
+@functools.cache
+def sdk() -> ModuleType:
+    """The ``stripe`` package, imported once, when it is first needed."""
+    import stripe
+
+    return stripe
+
+
 class StripeGateway:
     def __init__(self, secret_key: str, prices: dict[str, str], *, api_base: str | None = None) -> None:
         self._prices = {tier: price for tier, price in prices.items() if price}
         self._tiers = {price: tier for tier, price in self._prices.items()}
+        self._sdk = stripe = sdk()
         self._http = stripe.AIOHTTPClient()
         base: dict[str, str] = {"api": api_base.rstrip("/")} if api_base else {}
         self._client = stripe.StripeClient(
@@ -128,7 +141,7 @@ class StripeGateway:
     async def _call(self, method: Any, *args: Any) -> Any:
         try:
             return await method(*args)
-        except stripe.StripeError as exc:
+        except self._sdk.StripeError as exc:
             raise PaymentProviderDown(str(exc)) from exc
 
     def _parse(self, sub: Any) -> StripeSubscription:

@@ -6,14 +6,8 @@ import io
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.patches import Rectangle  # noqa: E402
-
-from domain.market.models import Bar  # noqa: E402
+from domain.market.models import Bar
+from domain.plotting import matplotlib
 
 UP, DOWN, LEVEL = "#26a69a", "#ef5350", "#ff9800"
 
@@ -24,14 +18,15 @@ MARK = "#ffb300"
 def render(title: str, bars: Sequence[Bar], levels: Sequence[float], digits: int, mark: str | None = None) -> bytes:
     """A PNG of ``bars`` (oldest first) with horizontal lines at ``levels``; ``mark`` (the "simulated data"
     label) is drawn across the top right and kept in the PNG's Description text chunk."""
-    fig = Figure(figsize=(10, 5.6), dpi=100, facecolor="#131722")
+    mpl = matplotlib()
+    fig = mpl.figure.Figure(figsize=(10, 5.6), dpi=100, facecolor="#131722")
     ax = fig.add_subplot(1, 1, 1, facecolor="#131722")
     width = 0.7
     for i, bar in enumerate(bars):
         color = UP if bar.close >= bar.open else DOWN
         ax.vlines(i, bar.low, bar.high, color=color, linewidth=1)
         low, height = min(bar.open, bar.close), abs(bar.close - bar.open)
-        ax.add_patch(Rectangle((i - width / 2, low), width, max(height, 10**-digits / 2), color=color))
+        ax.add_patch(mpl.patches.Rectangle((i - width / 2, low), width, max(height, 10**-digits / 2), color=color))
     lows = [b.low for b in bars] or [0.0]
     highs = [b.high for b in bars] or [1.0]
     lo, hi = min(lows), max(highs)
@@ -48,7 +43,7 @@ def render(title: str, bars: Sequence[Bar], levels: Sequence[float], digits: int
     ax.set_xticks(ticks)
     ax.set_xticklabels([datetime.fromtimestamp(bars[i].time, UTC).strftime("%m-%d %H:%M") for i in ticks])
     ax.yaxis.tick_right()
-    ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter(f"%.{digits}f"))
+    ax.yaxis.set_major_formatter(mpl.ticker.FormatStrFormatter(f"%.{digits}f"))
     ax.tick_params(colors="#b2b5be", labelsize=8)
     for spine in ax.spines.values():
         spine.set_color("#363a45")

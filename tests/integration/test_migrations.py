@@ -114,3 +114,22 @@ async def test_the_old_demo_snapshot_becomes_shared_account_rows(empty_url: str)
         assert simstate.state(hub.terminal._accounts[login])["balance"] == 5_000.0
     finally:
         await engine.dispose()
+
+
+async def test_start_up_revision_checks_agree_with_alembic(empty_url: str) -> None:
+    """`run` checks the schema without alembic (bot/migrate.py): the same head and current as alembic's own."""
+    assert migrate.head(empty_url) == ScriptDirectory.from_config(migrate.alembic_config(empty_url)).get_current_head()
+    assert await _current(empty_url) is None
+
+    async def alembic_current() -> str | None:
+        engine = create_engine(empty_url)
+        try:
+            async with engine.connect() as conn:
+                return await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
+        finally:
+            await engine.dispose()
+
+    for revision in ("0003", "head"):
+        await asyncio.to_thread(migrate.upgrade, empty_url, revision)
+        assert await _current(empty_url) == await alembic_current()
+    assert await _current(empty_url) == migrate.head(empty_url)

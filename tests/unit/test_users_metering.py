@@ -12,7 +12,7 @@ from domain.errors import InvalidInput
 from domain.metering import Meter, UsageEvent, UsageKind
 from domain.referrals import ReferralService
 from domain.tiers import TierCatalog
-from domain.users import Profile, Role, UserService, parse_timezone
+from domain.users import CACHE_TTL, Profile, Role, UserService, parse_timezone
 
 
 class Clock:
@@ -81,6 +81,24 @@ async def test_user_created_once_and_last_seen_written_at_most_once_a_minute(ses
     async with UnitOfWork(sessionmaker) as uow:
         admin = await users.seen(uow, Profile(7, "Boss", None, None))
     assert admin.user.role is Role.ADMIN
+
+
+async def test_profile_cache_holds_the_users_of_the_last_ttl_not_every_user_ever_seen(sessionmaker) -> None:  # type: ignore[no-untyped-def]
+    clock = Clock()
+    users = UserService(await _catalog(sessionmaker), clock=clock)
+    for uid in range(1000, 1040):  # a wave of users, each seen once
+        async with UnitOfWork(sessionmaker) as uow:
+            await users.seen(uow, Profile(uid, "Wave", None, "en"))
+    assert len(users._cache) == 40
+    clock.now += CACHE_TTL + timedelta(seconds=1)  # all of them stale
+    for uid in range(2000, 2030):  # the next users push the stale ones out as they come
+        async with UnitOfWork(sessionmaker) as uow:
+            await users.seen(uow, Profile(uid, "Next", None, "es"))
+    assert len(users._cache) == 30
+    async with UnitOfWork(sessionmaker) as uow:
+        back = await users.seen(uow, Profile(1000, "Wave", None, "en"))  # a dropped user is read again, intact
+        assert uow._session is not None
+    assert not back.created and back.user.id == 1000 and back.user.locale == "en"
 
 
 async def test_settings_are_validated_and_stored(sessionmaker) -> None:  # type: ignore[no-untyped-def]

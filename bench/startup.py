@@ -1,0 +1,330 @@
+"""Start-up, memory and GC pauses of the bot's processes, beside a bare aiogram bot started the same way.
+
+    python bench/startup.py [--runs 3] [--users 10000] [--skip-servers]
+
+Every process is a real ``python`` child with the same FakeTelegram
+(tests/fakes/telegram.py) as its Bot API at TELEGRAM_API_URL. The bare bot is
+the 30 lines below (BARE_BOT): aiogram's Bot, a Dispatcher with one echo
+handler, an aiohttp server answering ``/healthz`` once it is about to poll (or
+has set its webhook). Printed:
+
+- start-up to a healthy ``/healthz`` (wall time, and the CPU seconds the
+  process used until then: the steadier figure on a busy machine):
+  ``python -m bot run`` on the embedded
+  defaults (polling; restarts on one DATA_DIR, after a first start that
+  creates and migrates its SQLite file, printed apart) and on PostgreSQL + Redis
+  (tests/servers.py, webhook mode, WORKERS=external), beside the bare bot in
+  polling and webhook mode; the median of ``--runs`` runs each, and the ratios;
+- RSS of a replica after ``--users`` distinct users each sent /start through
+  ``POST /webhooks/telegram`` (PostgreSQL + Redis), beside the bare webhook
+  bot after the same updates, and the difference;
+- RSS of ``python -m bot worker`` (same servers) once it has run a while,
+  beside the bare bot's RSS after start-up;
+- the replica's and the worker's ``hybrid_gc_pause_max_seconds`` (the longest
+  recent full collection, bot/gc_tuning.py).
+
+Project bytecode is compiled first, as deploy/Dockerfile does (the environment
+may set PYTHONDONTWRITEBYTECODE). Prints figures; never fails on time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import compileall
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.fakes.telegram import TOKEN, FakeTelegram  # noqa: E402
+from tests.servers import free_port, postgres_missing, redis_missing, start_postgres, start_redis  # noqa: E402
+
+SECRET = "bench-webhook-secret"
+TARGETS = "targets: start-up <= 1.3x bare; replica RSS <= bare + 80 MB; worker RSS <= bare + 150 MB; gen-2 pause <= 20 ms"
+CONCURRENCY = 16  # webhook POSTs in flight at once while the users arrive
+
+BARE_BOT = '''
+"""A bare aiogram bot: polling, or a webhook with WEBHOOK_URL; /healthz once it is ready."""
+import asyncio, os
+from aiogram import Bot, Dispatcher
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.types import Message
+from aiogram.webhook.aiohttp_server import SimpleRequestHandler
+from aiohttp import web
+
+
+async def main() -> None:
+    api = TelegramAPIServer.from_base(os.environ["TELEGRAM_API_URL"])
+    bot = Bot(os.environ["BOT_TOKEN"], session=AiohttpSession(api=api))
+    dp = Dispatcher()
+
+    @dp.message()
+    async def echo(message: Message) -> None:
+        await message.answer("ok")
+
+    app = web.Application()
+    app.router.add_get("/healthz", lambda _r: web.json_response({"status": "ok"}))
+    webhook, secret = os.environ.get("WEBHOOK_URL"), os.environ.get("WEBHOOK_SECRET", "")
+    if webhook:
+        SimpleRequestHandler(dp, bot, secret_token=secret, handle_in_background=False).register(app, path="/webhooks/telegram")
+    await bot.get_me()
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", int(os.environ["WEB_PORT"])).start()
+    if webhook:
+        await bot.set_webhook(webhook + "/webhooks/telegram", secret_token=secret)
+        await asyncio.Event().wait()
+    await bot.delete_webhook()
+    await dp.start_polling(bot)
+
+
+asyncio.run(main())
+'''
+
+
+class Process:
+    """A child process started for one figure; stopped with SIGTERM (then SIGKILL)."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, port: int, started: float) -> None:
+        self.proc, self.port, self.started = proc, port, started
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) the process has used: what start-up costs whatever else shares the cores."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rss_mb(self) -> tuple[float, float]:
+        """(now, peak) resident memory in MB."""
+        fields = dict(line.split(":", 1) for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines())
+        return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+    async def healthy(self, http: aiohttp.ClientSession, timeout: float = 120.0) -> float:
+        """Seconds from the start of the process to its first 200 on /healthz."""
+        while time.perf_counter() - self.started < timeout:
+            if self.proc.returncode is not None:
+                raise SystemExit(f"a bench process exited with {self.proc.returncode}")
+            try:
+                async with http.get(self.base + "/healthz") as resp:
+                    if resp.status == 200:
+                        return time.perf_counter() - self.started
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.01)
+        raise SystemExit("a bench process never became healthy")
+
+    async def gauge(self, http: aiohttp.ClientSession, name: str) -> float:
+        async with http.get(self.base + "/metrics") as resp:
+            text = await resp.text()
+        for line in text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.rsplit(" ", 1)[1])
+        return float("nan")
+
+    async def stop(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.terminate()
+        try:
+            await asyncio.wait_for(self.proc.wait(), 30)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+def _env(api: str, port: int, data_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "WEBHOOK_", "DATABASE_", "REDIS_", "WORKERS"))}
+    env.update(BOT_TOKEN=TOKEN, TELEGRAM_API_URL=api, WEB_PORT=str(port), DATA_DIR=str(data_dir),
+               LOG_LEVEL="WARNING", LOG_FORMAT="json", **extra)  # fmt: skip
+    return env
+
+
+async def _spawn(args: list[str], env: dict[str, str], port: int, log: Path) -> Process:
+    with log.open("ab") as out:  # noqa: ASYNC230 (opened once per process)
+        started = time.perf_counter()
+        proc = await asyncio.create_subprocess_exec(sys.executable, *args, cwd=ROOT, env=env, stdout=out, stderr=out)
+    return Process(proc, port, started)
+
+
+def _servers_env(pg: str, redis: str, port: int) -> dict[str, str]:
+    return {"DATABASE_URL": pg, "REDIS_URL": redis, "WORKERS": "external", "SECRET_KEY": "bench-secret",
+            "WEBHOOK_URL": f"http://127.0.0.1:{port}", "WEBHOOK_SECRET": SECRET}  # fmt: skip
+
+
+Starter = Callable[[int, Path], Awaitable[Process]]
+
+
+async def _startups(
+    starts: list[Starter], runs: int, http: aiohttp.ClientSession, tmp: Path
+) -> list[tuple[float, float, float]]:
+    """Medians (start-up to healthy in s, its CPU s, RSS once healthy in MB) of each starter over ``runs`` rounds.
+
+    The starters take turns within each round, so a change in the machine's load weighs on all of them."""
+    times: list[list[float]] = [[] for _ in starts]
+    cpu: list[list[float]] = [[] for _ in starts]
+    rss: list[list[float]] = [[] for _ in starts]
+    for i in range(runs):
+        for k, start in enumerate(starts):
+            data = tmp / f"run-{time.monotonic_ns()}-{i}"
+            data.mkdir()
+            proc = await start(free_port(), data)
+            try:
+                times[k].append(await proc.healthy(http))
+                cpu[k].append(proc.cpu_s())
+                rss[k].append(proc.rss_mb()[0])
+            finally:
+                await proc.stop()
+    return [(statistics.median(t), statistics.median(c), statistics.median(r)) for t, c, r in zip(times, cpu, rss)]
+
+
+def _start_update(user: int, update_id: int) -> dict[str, Any]:
+    return {
+        "update_id": update_id,
+        "message": {
+            "message_id": update_id, "date": int(time.time()), "chat": {"id": user, "type": "private"},
+            "from": {"id": user, "is_bot": False, "first_name": "Bench", "language_code": ("en", "ru", "es")[user % 3]},
+            "text": "/start",
+        },
+    }  # fmt: skip
+
+
+async def _send_users(http: aiohttp.ClientSession, proc: Process, users: int, first_user: int) -> tuple[float, int]:
+    """Every user sends /start through the webhook; returns (seconds, non-200 answers)."""
+    url, failures, queue = proc.base + "/webhooks/telegram", 0, iter(range(users))
+    headers = {"X-Telegram-Bot-Api-Secret-Token": SECRET}
+
+    async def lane() -> None:
+        nonlocal failures
+        for i in queue:
+            async with http.post(url, json=_start_update(first_user + i, first_user + i), headers=headers) as resp:
+                await resp.read()
+                failures += resp.status != 200
+
+    started = time.perf_counter()
+    await asyncio.gather(*(lane() for _ in range(CONCURRENCY)))
+    return time.perf_counter() - started, failures
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    for package in ("bot", "handlers", "dialogs", "domain", "workers"):
+        compileall.compile_dir(ROOT / package, quiet=2)
+    telegram = await FakeTelegram().start()
+    pg = redis = None
+    with tempfile.TemporaryDirectory(prefix="ht-startup-") as tmp_name:
+        tmp = Path(tmp_name)
+        bare_script = tmp / "bare_bot.py"
+        bare_script.write_text(BARE_BOT)
+        log = tmp / "processes.log"
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as http:
+                kept = tmp / "embedded"  # one DATA_DIR: the first start creates and migrates it, the rest restart
+                kept.mkdir()
+
+                def embedded_run(port: int, _data: Path) -> Awaitable[Process]:
+                    return _spawn(["-m", "bot", "run"], _env(telegram.url, port, kept), port, log)
+
+                first = await _startups([embedded_run], 1, http, tmp)
+                embedded, bare_poll = await _startups([
+                    embedded_run,
+                    lambda port, data: _spawn([str(bare_script)], _env(telegram.url, port, data), port, log),
+                ], args.runs, http, tmp)  # fmt: skip
+                print(f"first start, embedded (creates and migrates the SQLite file): {first[0][0]:.2f} s, CPU {first[0][1]:.2f} s\n")
+                print(f"start-up to healthy /healthz, median of {args.runs} (s)     bot      bare   ratio")
+                print(f"  embedded defaults, polling             {embedded[0]:>8.2f}  {bare_poll[0]:>8.2f}  {embedded[0] / bare_poll[0]:>6.2f}x")
+                print(f"    its CPU seconds                      {embedded[1]:>8.2f}  {bare_poll[1]:>8.2f}  {embedded[1] / bare_poll[1]:>6.2f}x")
+                bare_rss = bare_poll[2]
+                print(f"    RSS once healthy (MB)                {embedded[2]:>8.0f}  {bare_rss:>8.0f}")
+                missing = postgres_missing() or redis_missing()
+                if args.skip_servers or missing:
+                    print(f"\nPostgreSQL + Redis figures skipped: {missing or '--skip-servers'}")
+                    return 0
+                pg, redis = start_postgres(), start_redis()
+                migrate = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "bot", "migrate", cwd=ROOT, env={**os.environ, "DATABASE_URL": pg.url},
+                    stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+                )  # fmt: skip
+                if await migrate.wait() != 0:
+                    print("migration failed")
+                    return 1
+
+                def replica(port: int, data: Path) -> Awaitable[Process]:
+                    env = _env(telegram.url, port, data, **_servers_env(pg.url, redis.url, port))  # type: ignore[union-attr]
+                    return _spawn(["-m", "bot", "run"], env, port, log)
+
+                def bare_hook(port: int, data: Path) -> Awaitable[Process]:
+                    env = _env(telegram.url, port, data, WEBHOOK_URL=f"http://127.0.0.1:{port}", WEBHOOK_SECRET=SECRET)
+                    return _spawn([str(bare_script)], env, port, log)
+
+                servers, bare_web = await _startups([replica, bare_hook], args.runs, http, tmp)
+                print(f"  PostgreSQL + Redis, webhook, external  {servers[0]:>8.2f}  {bare_web[0]:>8.2f}  {servers[0] / bare_web[0]:>6.2f}x")
+                print(f"    its CPU seconds                      {servers[1]:>8.2f}  {bare_web[1]:>8.2f}  {servers[1] / bare_web[1]:>6.2f}x")
+                print(f"    RSS once healthy (MB)                {servers[2]:>8.0f}  {bare_web[2]:>8.0f}")
+
+                print(f"\nRSS after {args.users} distinct users sent /start through POST /webhooks/telegram (MB)")
+                figures: dict[str, tuple[float, float, float, int]] = {}
+                for name, start, first in (("replica", replica, 50_000_000), ("bare", bare_hook, 60_000_000)):
+                    data = tmp / f"memory-{name}"
+                    data.mkdir()
+                    proc = await start(free_port(), data)
+                    try:
+                        await proc.healthy(http)
+                        seconds, failures = await _send_users(http, proc, args.users, first)
+                        now, peak = proc.rss_mb()
+                        pause = await proc.gauge(http, "hybrid_gc_pause_max_seconds") if name == "replica" else float("nan")
+                        figures[name] = (now, peak, pause, failures)
+                        print(f"  {name:<8} now {now:>6.0f}  peak {peak:>6.0f}   {args.users / seconds:>7.0f} updates/s   non-200: {failures}")
+                    finally:
+                        await proc.stop()
+                print(f"  difference replica - bare: {figures['replica'][0] - figures['bare'][0]:+.0f} MB now, "
+                      f"{figures['replica'][1] - figures['bare'][1]:+.0f} MB peak")  # fmt: skip
+
+                data = tmp / "worker"
+                data.mkdir()
+                port = free_port()
+                env = _env(telegram.url, port, data, **_servers_env(pg.url, redis.url, port))
+                worker = await _spawn(["-m", "bot", "worker"], env, port, log)
+                try:
+                    ready = await worker.healthy(http)
+                    await asyncio.sleep(args.worker_seconds)  # a few passes of the feed, the agents, the scheduler
+                    now, peak = worker.rss_mb()
+                    worker_pause = await worker.gauge(http, "hybrid_gc_pause_max_seconds")
+                finally:
+                    await worker.stop()
+                print(f"\npython -m bot worker: healthy in {ready:.2f} s; after {args.worker_seconds:.0f} s RSS now {now:.0f} MB "
+                      f"(peak {peak:.0f}) beside the bare bot's {bare_rss:.0f} MB: {now - bare_rss:+.0f} MB")  # fmt: skip
+                print("\nlongest recent gen-2 collection (hybrid_gc_pause_max_seconds)")
+                print(f"  replica after the users: {figures['replica'][2] * 1000:.1f} ms")
+                print(f"  worker:                  {worker_pause * 1000:.1f} ms")
+                print(f"\n{TARGETS}")
+        finally:
+            await telegram.stop()
+            for server in (pg, redis):
+                if server is not None:
+                    server.stop()
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=3, help="start-ups of each kind (the median is printed)")
+    parser.add_argument("--users", type=int, default=10_000, help="distinct users sent through the webhook")
+    parser.add_argument("--worker-seconds", type=float, default=20.0, help="how long the worker runs before its RSS")
+    parser.add_argument("--skip-servers", action="store_true", help="only the embedded figures")
+    return asyncio.run(main_async(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
