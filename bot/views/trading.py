@@ -674,7 +674,7 @@ def auto_report_view(r: AutoReport) -> View:
         head = _("⚠️ <b>Auto-trade on {symbol} failed</b>: the trading server could not take it (code {code}). "
                  "Nothing was sent.").format(symbol=r.symbol, code=r.reason or "—")  # fmt: skip
         body = []
-    return "\n".join([head, *body, why]), keyboard([
+    return "\n".join([head, *body, *_sim(r.account, r.simulated), why]), keyboard([
         (_("📋 Positions"), PosCB(action="list")),
         (_("🤖 Auto-trading"), AutoCB(action="home", uid=r.user_id)),
         (_("🛑 Kill switch"), TradingCB(action="kill", value=1)),

@@ -162,6 +162,7 @@ class AutoReport:
     reason: str = ""  # Risk agent rationale key, or an error code
     ticket: int | None = None  # the opposite position
     held: Side | None = None
+    simulated: bool = False  # the account trades simulated prices: the report says so
     order_id: str | None = None
 
 
@@ -508,7 +509,7 @@ class AutoTrader:
             bars = await self._closed_bars(spec.name, tf)
             if not bars or d.time != bars[-1].time:  # only the latest closed bar trades, never a caught-up one
                 return AutoResult(uid, Outcome.STALE)
-            report = _Report(uid, user.locale, user.timezone, spec, tf, side, d, kind)
+            report = _Report(uid, user.locale, user.timezone, spec, tf, side, d, kind, self.trading.simulated(kind))
             account, gw = await self.trading.active(uow, uid, tier, kind)
             async with market_errors(spec.name):
                 positions = [p for p in await gw.positions() if p.symbol == spec.name]
@@ -592,6 +593,7 @@ class _Report:
     side: Side
     decision: ConsensusDecision
     account: AccountKind
+    simulated: bool  # the account trades simulated prices (TradingService.simulated)
 
     def make(self, outcome: Outcome, *, key: str = "", **fields: Any) -> AutoReport:
         d = self.decision
@@ -599,7 +601,7 @@ class _Report:
             key=key or f"autotrade:{self.user_id}:{self.spec.name}:{self.tf.value}:{d.time}",
             user_id=self.user_id, locale=self.locale, timezone=self.timezone, outcome=outcome, symbol=self.spec.name,
             timeframe=self.tf, side=self.side, bar_time=d.time, confidence=d.confidence, agreement=d.agreement,
-            account=self.account, digits=self.spec.digits, **fields,
+            account=self.account, digits=self.spec.digits, simulated=self.simulated, **fields,
         )  # fmt: skip
 
 

@@ -152,6 +152,7 @@ async def test_pro_user_gets_a_demo_order_from_the_runner_reported_in_chat_then_
     [report] = [c for c in sent if "Auto-trade" in c.text]
     assert report.params["chat_id"] in (1001, "1001")
     assert "Auto-trade placed</b> · demo account" in report.text
+    assert "🧪 Demo account: it trades simulated prices, with no real money." in report.text
     assert re.search(r"SELL [\d.]+ lots XAUUSD at [\d.]+", report.text)
     assert "Risk at stop loss" in report.text and "confidence 75%" in report.text
     assert ("🛑 Kill switch", "tg:kill:1") in report.buttons
