@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
-from aiogram.utils.i18n import gettext as _
+from aiogram.utils.i18n import gettext as _, ngettext
 
 from bot.i18n import N_
 from domain.tiers import Feature, Quota, Tier
@@ -53,6 +53,15 @@ def feature_name(feature: Feature) -> str:
 
 def quota_name(quota: Quota) -> str:
     return _(QUOTA_NAMES[quota])
+
+
+def quota_count(quota: Quota, n: int) -> str:
+    """``n`` of a quota as a counted phrase ("1 price alert", "3 price alerts")."""
+    if quota is Quota.ALERTS:
+        return ngettext("{n} price alert", "{n} price alerts", n).format(n=n)
+    if quota is Quota.AI_PER_DAY:
+        return ngettext("{n} AI analysis per day", "{n} AI analyses per day", n).format(n=n)
+    return ngettext("{n} symbol on watch", "{n} symbols on watch", n).format(n=n)
 
 
 def price(tier: Tier) -> str:

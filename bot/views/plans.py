@@ -8,7 +8,7 @@ from aiogram.utils.i18n import ngettext
 
 from bot.registry import Command
 from bot.views import View
-from bot.views.common import feature_name, keyboard, price, quota_name, tier_name
+from bot.views.common import feature_name, keyboard, price, quota_count, tier_name
 from domain.tiers import Feature, Quota, Tier, TierCatalog
 
 
@@ -18,7 +18,7 @@ class PlansCB(CallbackData, prefix="plans"):
 
 def limits_line(tier: Tier) -> str:
     parts = [ngettext("{n} request/min", "{n} requests/min", tier.rate_per_minute).format(n=tier.rate_per_minute)]
-    parts += [f"{tier.quota(q)} {quota_name(q)}" for q in Quota]
+    parts += [quota_count(q, tier.quota(q)) for q in Quota]
     return " · ".join(parts)
 
 
