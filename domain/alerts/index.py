@@ -55,6 +55,7 @@ _NO_FIRE: tuple[AlertFired, ...] = ()
 _COMPACT_MIN = 64  # never rebuild a heap for fewer stale entries than this
 _TRIM_MIN = 256  # never trim the window deques for fewer dead ticks than this
 _NO_CLAMP = 1 << 62
+_new_fired = tuple.__new__
 
 # where a registered rule currently lives
 _UP, _DOWN, _PCT, _COOLING, _PAUSED = range(5)
@@ -558,7 +559,7 @@ class AlertIndex:
         else:
             rec.gen = 0
             self._forget(s, rec)
-        out.append(AlertFired(rule, p, t, direction))
+        out.append(_new_fired(AlertFired, (rule, p, t, direction)))  # the named tuple without its Python __new__
 
     def _rearm(self, s: _Sym, t: int) -> None:
         """Arm the rules whose cooldown ended by ``t``; ``s.p`` is still the previous bid."""

@@ -127,7 +127,8 @@ class AlertEvaluator:
 
     def _enqueue(self, events: list[AlertFired]) -> None:
         self._fired.extend(events)
-        self._wake.set()
+        if not self._wake.is_set():
+            self._wake.set()
 
     async def flush(self, notify: Notifier | None = None) -> int:
         """Persist (then notify) every queued event; returns how many were notified.
