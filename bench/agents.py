@@ -3,9 +3,13 @@
 Sweep: 50 symbols x 6 timeframes = 300 windows of 500 seeded synthetic bars,
 stacked into (300, 500) arrays; every agent votes at the last bar of every
 window, the Risk agent judges volatility, and the consensus combines them with
-seeded track records. The same sweep is then computed bar by bar in pure
-Python (``domain.agents.reference``); the two must agree, and both times are
-printed with their ratio.
+seeded track records. Beside it, in the same run, a bare numpy sweep of the
+same indicators (EMA, SMA, RSI, ATR, ADX/DI, Bollinger, MACD, ROC, Donchian:
+each recursion a plain loop over the bars, all 300 windows at once; no agents,
+no learner, no consensus), checked against the agents' own values at the last
+bar. The same sweep is then computed bar by bar in pure Python
+(``domain.agents.reference``); the two must agree, and both times are printed
+with their ratio.
 
 Then a walk-forward backtest on the real EURUSD H1 bars prints each agent's
 and the consensus's hit rate with its 95 % CI beside the random-direction
@@ -25,6 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -42,7 +47,7 @@ from domain.agents.agents import (  # noqa: E402
 )
 from domain.agents.backtest import BacktestConfig, default_cost, format_report, run_backtest  # noqa: E402
 from domain.agents.consensus import combine, log_odds_weight  # noqa: E402
-from domain.agents.indicators import IndicatorSet  # noqa: E402
+from domain.agents.indicators import IndicatorSet, sma  # noqa: E402
 from domain.agents.risk import RiskAgent  # noqa: E402
 from domain.agents.series import Panel, Series  # noqa: E402
 from domain.market.models import Timeframe  # noqa: E402
@@ -95,6 +100,86 @@ def vectorized_sweep(panel: Panel, hit_means: np.ndarray) -> tuple[np.ndarray, n
     return d, c, out.direction
 
 
+def _ewm(x: np.ndarray, alpha: float, n: int, start: int) -> np.ndarray:
+    """y_t = (1 - alpha) y_(t-1) + alpha x_t, seeded with the mean of x[start : start + n]; one step per bar."""
+    out = np.full(x.shape, np.nan)
+    seed = start + n - 1
+    y = x[:, start : seed + 1].mean(axis=1)
+    out[:, seed] = y
+    w = 1.0 - alpha
+    for t in range(seed + 1, x.shape[1]):
+        y = w * y + alpha * x[:, t]
+        out[:, t] = y
+    return out
+
+
+def _rolling(x: np.ndarray, n: int, fn: str) -> np.ndarray:
+    out = np.full(x.shape, np.nan)
+    out[:, n - 1 :] = getattr(sliding_window_view(x, n, axis=1), fn)(axis=-1)
+    return out
+
+
+def bare_numpy_sweep(panel: Panel) -> dict[str, np.ndarray]:
+    """The indicators the agents read, in plain numpy; their values at every window's last bar."""
+    h, lo, c = panel.high, panel.low, panel.close
+    n = 14
+    prev = c[:, :-1]
+    tr = h - lo
+    tr[:, 1:] = np.maximum(tr[:, 1:], np.maximum(np.abs(h[:, 1:] - prev), np.abs(lo[:, 1:] - prev)))
+    d = np.zeros(c.shape)
+    d[:, 1:] = np.diff(c, axis=1)
+    avg_gain = _ewm(np.maximum(d, 0.0), 1.0 / n, n, 1)
+    avg_loss = _ewm(np.maximum(-d, 0.0), 1.0 / n, n, 1)
+    up = np.zeros(c.shape)
+    dn = np.zeros(c.shape)
+    up[:, 1:] = h[:, 1:] - h[:, :-1]
+    dn[:, 1:] = lo[:, :-1] - lo[:, 1:]
+    s_tr = _ewm(tr, 1.0 / n, n, 1)
+    pdi = 100.0 * _ewm(np.where((up > dn) & (up > 0), up, 0.0), 1.0 / n, n, 1) / s_tr
+    mdi = 100.0 * _ewm(np.where((dn > up) & (dn > 0), dn, 0.0), 1.0 / n, n, 1) / s_tr
+    dx = np.nan_to_num(100.0 * np.abs(pdi - mdi) / (pdi + mdi))
+    ema12, ema26 = _ewm(c, 2.0 / 13, 12, 0), _ewm(c, 2.0 / 27, 26, 0)
+    line = ema12 - ema26
+    mid, sd = _rolling(c, 20, "mean"), _rolling(c, 20, "std")
+    atr = _ewm(tr, 1.0 / n, n, 0)
+    out = {
+        "ema20": _ewm(c, 2.0 / 21, 20, 0),
+        "ema50": _ewm(c, 2.0 / 51, 50, 0),
+        "sma20": mid,
+        "sma50": _rolling(c, 50, "mean"),
+        "rsi": 100.0 - 100.0 / (1.0 + avg_gain / avg_loss),
+        "atr": atr,
+        "atr_sma50": _rolling(atr[:, n - 1 :], 50, "mean"),
+        "adx": _ewm(dx, 1.0 / n, n, n),
+        "plus_di": pdi,
+        "minus_di": mdi,
+        "bb_upper": mid + 2.0 * sd,
+        "bb_lower": mid - 2.0 * sd,
+        "macd": line,
+        "macd_signal": _ewm(line, 2.0 / 10, 9, 25),
+        "roc": 100.0 * (c[:, -1] / c[:, -11] - 1.0)[:, None],
+        "donchian_high": _rolling(h, 20, "max"),
+        "donchian_low": _rolling(lo, 20, "min"),
+    }
+    return {k: v[:, -1] for k, v in out.items()}
+
+
+def agents_indicators(panel: Panel) -> dict[str, np.ndarray]:
+    """The same values from the agents' IndicatorSet (to check the bare sweep computes the same thing)."""
+    ind = IndicatorSet(panel)
+    adx, pdi, mdi = ind.adx(14)
+    _, upper, lower = ind.bollinger(20, 2.0)
+    line, sig, _ = ind.macd(12, 26, 9)
+    dc_hi, dc_lo = ind.donchian(20)
+    out = {
+        "ema20": ind.ema(20), "ema50": ind.ema(50), "sma20": ind.sma(20), "sma50": ind.sma(50),
+        "rsi": ind.rsi(14), "atr": ind.atr(14), "atr_sma50": sma(ind.atr(14), 50), "adx": adx, "plus_di": pdi,
+        "minus_di": mdi, "bb_upper": upper, "bb_lower": lower, "macd": line, "macd_signal": sig,
+        "roc": ind.roc(10), "donchian_high": dc_hi, "donchian_low": dc_lo,
+    }  # fmt: skip
+    return {k: v[:, -1] for k, v in out.items()}
+
+
 def reference_sweep(panel: Panel, hit_means: np.ndarray, rows: int) -> tuple[list, list, list]:
     """The same sweep bar by bar in pure Python, for the first ``rows`` windows."""
     trend, rev, mom, brk, lrn = TrendAgent(), MeanReversionAgent(), MomentumAgent(), BreakoutAgent(), LearnerAgent()
@@ -143,6 +228,20 @@ def main() -> None:
     vec_wall, vec_cpu = statistics.median(wall), statistics.median(cpu)
     print(f"vectorized sweep:  {vec_wall * 1000:9.1f} ms wall, {vec_cpu * 1000:9.1f} ms CPU per full sweep "
           f"(median of {len(wall)}; wall min {min(wall) * 1000:.1f}, max {max(wall) * 1000:.1f})")
+    bare_numpy_sweep(panel)  # warm-up
+    b_wall, b_cpu = [], []
+    for _ in range(max(1, args.repeat)):
+        t0, c0 = time.perf_counter(), time.process_time()
+        bare = bare_numpy_sweep(panel)
+        b_wall.append(time.perf_counter() - t0)
+        b_cpu.append(time.process_time() - c0)
+    bare_wall, bare_cpu = statistics.median(b_wall), statistics.median(b_cpu)
+    print(f"bare numpy sweep of the same indicators (no agents, learner or consensus): {bare_wall * 1000:.1f} ms wall, "
+          f"{bare_cpu * 1000:.1f} ms CPU (median of {len(b_wall)})")
+    mine = agents_indicators(panel)
+    worst = max(float(np.nanmax(np.abs(bare[k] - mine[k]) / np.maximum(np.abs(mine[k]), 1e-12))) for k in bare)
+    print(f"sweep / bare indicators: {vec_wall / bare_wall:.2f}x wall, {vec_cpu / bare_cpu:.2f}x CPU; "
+          f"{len(bare)} indicators agree at the last bar to {worst:.1e} (relative)")
 
     k = min(rows, max(1, args.ref_windows))
     t0, c0 = time.perf_counter(), time.process_time()

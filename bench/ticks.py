@@ -118,8 +118,8 @@ class Pipeline:
         self.bars = BarAggregator(history=500)
         self.evaluator = AlertEvaluator(_Repo(rules))
         asyncio.run(self.evaluator.load())
-        self.bus.add_listener(self.bars.on_tick)
-        self.bus.add_listener(self.evaluator.on_tick)
+        self.bus.add_listener(self.bars.on_tick, many=self.bars.on_ticks)
+        self.bus.add_listener(self.evaluator.on_tick, many=self.evaluator.on_ticks)
         self.closed = 0
         self.fired = 0
         self.bars.add_listener(self._count)

@@ -1,6 +1,7 @@
 """The web view (Mini App): dashboard JSON time, page-ready time in Chromium, tick-to-browser latency.
 
-    python bench/web.py [--requests N] [--pages N] [--connections N] [--ticks N] [--chromium PATH]
+    python bench/web.py [--requests N] [--pages N] [--connections N] [--ticks N] [--days N] [--client-nice N]
+                        [--chromium PATH]
 
 Runs the real aiohttp server (``create_app`` + ``create_web_app``) on the
 embedded stack, on loopback, with one Pro user whose demo account holds one
@@ -23,10 +24,15 @@ five symbols, made on the simulated terminal on a manual clock).
   part (publish → the frame handed to that connection's socket) and end to
   end (→ parsed in the client process, which on a small machine includes the
   clients' own queueing: one client loop reads hundreds of sockets).
+  ``--client-nice N`` lowers the client processes' priority (in production the
+  pages are on other machines; here they share the cores with the server); on
+  this machine it made no difference measurable above the noise, so it is 0.
 
 Each timed phase also names the full (generation 2) garbage collections that
 ran in it and the longest one: on a heap of a few hundred thousand objects one
-costs 100+ ms on a loaded machine and explains a lone slow request. The load
+costs 100+ ms on a loaded machine and explains a lone slow request. For the
+WebSocket phase a row of its own gives the worst one (``gc.callbacks`` in this
+process, which is the server), over the whole phase and while ticks flowed. The load
 average at the start and the end is printed last. Prints a table; never fails
 on time.
 """
@@ -37,6 +43,7 @@ import argparse
 import asyncio
 import gc
 import json
+import math
 import os
 import statistics
 import sys
@@ -86,7 +93,7 @@ def init_data(user_id: int = USER) -> str:
     return sign_init_data(CONSOLE_TOKEN, {"auth_date": int(time.time()), "query_id": "bench", "user": user})
 
 
-async def seed(app: Any, bot: Any, deals: int) -> tuple[int, int]:
+async def seed(app: Any, bot: Any, deals: int, days: int = 365) -> tuple[int, int]:
     """A Pro user with a year of hourly equity and ``deals`` deals; returns (snapshots, deals) stored."""
     clock = ManualClock(START)
     app.market.hub.use_clock(clock)
@@ -100,7 +107,7 @@ async def seed(app: Any, bot: Any, deals: int) -> tuple[int, int]:
     async with UnitOfWork(app.sessionmaker) as uow:
         account = await app.market.trading.demo_account(uow, USER)
     gw = app.market.hub.demo_gateway(account.login)
-    hours = 365 * 24
+    hours = days * 24
     every = hours / (deals / 2)  # one round trip per `every` hours, closed half-way
     snapshots: list[EquitySnapshot] = []
     made, open_ticket, next_open, i = 0, None, 0.0, 0
@@ -174,7 +181,7 @@ async def page_ready(url: str, chromium: str, loads: int) -> tuple[float, list[f
 
 
 CLIENT = r"""
-import asyncio, json, sys, time
+import asyncio, json, os, sys, time
 import aiohttp
 
 async def main(url, auth, n, ticks):
@@ -207,13 +214,15 @@ async def main(url, auth, n, ticks):
         await asyncio.wait(tasks, timeout=120)
     print(json.dumps(lat), flush=True)
 
+os.nice(int(sys.argv[5]))
 asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))
 """
 
 
 async def tick_latency(app: Any, url: str, connections: int, ticks: int, interval: float,
-                       procs: int) -> tuple[list[float], list[float], int]:  # fmt: skip
-    """(end-to-end samples in the client processes, server samples publish → written to the socket, expected)."""
+                       procs: int, nice: int) -> tuple[list[float], list[float], int, float]:  # fmt: skip
+    """(end-to-end samples in the client processes, server samples publish → written to the socket, expected,
+    perf_counter when the first tick was published)."""
     ws_url = url.replace("http://", "ws://") + "/app/ws"
     # preallocated and append-only (no new tuples per write), so the probe adds no garbage-collector work
     at_us = array("q")
@@ -230,7 +239,7 @@ async def tick_latency(app: Any, url: str, connections: int, ticks: int, interva
     shares = [connections // procs + (1 if i < connections % procs else 0) for i in range(procs)]
     clients = [
         await asyncio.create_subprocess_exec(
-            sys.executable, "-c", CLIENT, ws_url, "tma " + init_data(), str(n), str(ticks),
+            sys.executable, "-c", CLIENT, ws_url, "tma " + init_data(), str(n), str(ticks), str(nice),
             stdout=asyncio.subprocess.PIPE,
         )
         for n in shares if n
@@ -242,6 +251,7 @@ async def tick_latency(app: Any, url: str, connections: int, ticks: int, interva
             assert line.strip() == b"READY", line
         bus = app.market.feed.bus
         await asyncio.sleep(0.5)
+        flowing = time.perf_counter()
         for k in range(1, ticks + 1):  # bid carries the sequence number, time_msc the publisher's clock (µs)
             bus.publish(Tick("EURUSD", time.perf_counter_ns() // 1000, float(k), float(k) + 0.0001))
             await asyncio.sleep(interval)
@@ -253,7 +263,7 @@ async def tick_latency(app: Any, url: str, connections: int, ticks: int, interva
         miniapp.Connection._write = original  # type: ignore[method-assign]
     sent_at = {id(f): [t["t"] for t in json.loads(_payload(f))["ticks"]] for f in frames}
     server = [(done - t) / 1000.0 for done, frame in zip(at_us, frames, strict=True) for t in sent_at[id(frame)]]
-    return samples, server, connections * ticks
+    return samples, server, connections * ticks, flowing
 
 
 def _payload(frame: bytes) -> bytes:
@@ -272,28 +282,36 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--interval-ms", type=float, default=100.0, help="between published ticks")
     parser.add_argument("--client-procs", type=int, default=2, help="processes holding the WebSocket clients")
     parser.add_argument("--deals", type=int, default=2000)
+    parser.add_argument("--days", type=int, default=365, help="of hourly equity history (shorter: a quicker run)")
+    parser.add_argument("--client-nice", type=int, default=0, help="niceness of the WebSocket client processes")
     parser.add_argument("--chromium", default=os.environ.get("CHROMIUM", "/usr/bin/chromium"))
     args = parser.parse_args()
     args.have_chromium = Path(args.chromium).exists()
     return args
 
 
-def _gc_note(pauses: list[tuple[int, float]]) -> str:
+def _gc_note(pauses: list[tuple[int, float, float]]) -> str:
     """The longest full (generation 2) collection in a phase: the usual cause of a lone slow request."""
-    full = [ms for gen, ms in pauses if gen == 2]
+    full = [ms for gen, ms, _at in pauses if gen == 2]
     return f"  (full GC: {len(full)}, longest {max(full):.0f} ms)" if full else ""
+
+
+def _gc_worst(pauses: list[tuple[int, float, float]], since: float = -math.inf) -> str:
+    """Count and worst pause of the full (generation 2) collections that started at or after ``since``."""
+    full = [ms for gen, ms, at in pauses if gen == 2 and at >= since]
+    return f"{len(full)}, worst {max(full):.1f} ms" if full else "none"
 
 
 async def main(args: argparse.Namespace) -> None:
     load0 = os.getloadavg()[0]
-    gc_pauses: list[tuple[int, float]] = []
+    gc_pauses: list[tuple[int, float, float]] = []  # (generation, pause ms, perf_counter at its start)
     gc_started = [0.0]
 
     def on_gc(phase: str, info: dict[str, int]) -> None:
         if phase == "start":
             gc_started[0] = time.perf_counter()
         else:
-            gc_pauses.append((info["generation"], (time.perf_counter() - gc_started[0]) * 1000))
+            gc_pauses.append((info["generation"], (time.perf_counter() - gc_started[0]) * 1000, gc_started[0]))
 
     gc.callbacks.append(on_gc)
     with tempfile.TemporaryDirectory() as tmp:
@@ -301,7 +319,7 @@ async def main(args: argparse.Namespace) -> None:
         app = await create_app(settings)
         bot = create_bot(settings, session=ConsoleSession(USER, lambda _s: None, Path(tmp)), token=CONSOLE_TOKEN)
         t0 = time.perf_counter()
-        snapshots, deals = await seed(app, bot, args.deals)
+        snapshots, deals = await seed(app, bot, args.deals, args.days)
         seeded = time.perf_counter() - t0
 
         server_ms: list[float] = []
@@ -347,17 +365,19 @@ async def main(args: argparse.Namespace) -> None:
             else:
                 rows.append(("page ready in Chromium", f"skipped: {args.chromium} not found"))
             gc_pauses.clear()
-            samples, server, expected = await tick_latency(
-                app, url, args.connections, args.ticks, args.interval_ms / 1000, args.client_procs
+            samples, server, expected, flowing = await tick_latency(
+                app, url, args.connections, args.ticks, args.interval_ms / 1000, args.client_procs, args.client_nice
             )
             where = f"{args.connections} connections, a tick every {args.interval_ms:.0f} ms"
             rows += [
                 (f"tick → socket write (server), {where}",
                  f"p50 {pct(server, 50):.2f} / p99 {pct(server, 99):.2f} / max {max(server):.2f} ms"
                  f"{_gc_note(gc_pauses)}"),
-                (f"tick → client received ({args.client_procs} client processes)",
+                (f"tick → client received ({args.client_procs} client processes at nice {args.client_nice})",
                  f"p50 {pct(samples, 50):.2f} / p99 {pct(samples, 99):.2f} / max {max(samples):.2f} ms"),
                 ("ticks received / sent", f"{len(samples)} / {expected}"),
+                ("full (gen 2) GC in the server, WebSocket phase: all / while ticks flowed",
+                 f"{_gc_worst(gc_pauses)} / {_gc_worst(gc_pauses, flowing)}"),
             ]  # fmt: skip
         finally:
             await runner.cleanup()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from domain.alerts.service import AlertEvaluator
@@ -48,9 +49,12 @@ class MarketFeed:
         self.evaluator = evaluator
         self.bus: TickBus = bus if bus is not None else InProcessTickBus()
         self.bars = BarAggregator()
-        self.bus.add_listener(self.bars.on_tick)
+        self.bus.add_listener(self.bars.on_tick, many=self.bars.on_ticks)
         self.share = share
-        self.bus.add_listener(evaluator.on_tick if share is None else self._evaluate)
+        if share is None:
+            self.bus.add_listener(evaluator.on_tick, many=evaluator.on_ticks)
+        else:
+            self.bus.add_listener(self._evaluate, many=self._evaluate_many)
         self.interval = interval
         self.max_backoff = max_backoff
         self._last: dict[str, int] = {}
@@ -69,6 +73,12 @@ class MarketFeed:
     def _evaluate(self, tick: Tick) -> None:
         if self.share is None or self.share.owns(tick.symbol):
             self.evaluator.on_tick(tick)
+
+    def _evaluate_many(self, ticks: Iterator[Tick]) -> None:
+        """The batch form: the index takes this process's share of the ticks (from the bus's iterator, so a
+        failure resumes after the failing tick)."""
+        owns = self.share.owns if self.share is not None else None
+        self.evaluator.on_ticks(t for t in ticks if owns is None or owns(t.symbol))
 
     async def poll_once(self) -> int:
         """Publish each watched symbol's tick if it is new; returns how many were published."""

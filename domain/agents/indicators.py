@@ -73,8 +73,11 @@ def smooth(x: Any, alpha: float, period: int, start: int | None = None) -> np.nd
         j = min(m, i + block)
         k = np.arange(j - i, dtype=np.float64)
         s = np.cumsum(x[..., i:j] * w**-k, axis=-1)
-        vals = w ** (k + 1.0) * y[..., None] + alpha * w**k * s
-        out[..., i:j] = vals
+        # out = w^(k+1) y + (alpha w^k) s, written in place (no temporaries of the window's size)
+        vals = out[..., i:j]
+        np.multiply(w ** (k + 1.0), y[..., None], out=vals)
+        np.multiply(alpha * w**k, s, out=s)
+        vals += s
         y = vals[..., -1]
         i = j
     return out
@@ -138,8 +141,9 @@ def atr(high: Any, low: Any, close: Any, n: int = 14) -> np.ndarray:
     return smooth(true_range(high, low, close), 1.0 / n, n, start=0)
 
 
-def adx(high: Any, low: Any, close: Any, n: int = 14) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Wilder's (ADX, +DI, -DI). DIs start at index n, ADX at index 2n-1."""
+def adx(high: Any, low: Any, close: Any, n: int = 14, *, tr: np.ndarray | None = None
+        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Wilder's (ADX, +DI, -DI). DIs start at index n, ADX at index 2n-1; ``tr``: the true range if known."""
     h, lo = _f(high), _f(low)
     up = np.full(h.shape, np.nan)
     dn = np.full(h.shape, np.nan)
@@ -147,7 +151,7 @@ def adx(high: Any, low: Any, close: Any, n: int = 14) -> tuple[np.ndarray, np.nd
     dn[..., 1:] = lo[..., :-1] - lo[..., 1:]
     pdm = np.where((up > dn) & (up > 0), up, 0.0)
     mdm = np.where((dn > up) & (dn > 0), dn, 0.0)
-    tr = true_range(h, lo, close)
+    tr = true_range(h, lo, close) if tr is None else tr.copy()
     pdm[..., 0] = mdm[..., 0] = tr[..., 0] = np.nan
     a = 1.0 / n
     s_tr = smooth(tr, a, n, start=1)
@@ -287,16 +291,24 @@ class IndicatorSet:
     def rsi(self, n: int = 14) -> np.ndarray:
         return self._get(("rsi", n), lambda: rsi(self.bars.close, n))
 
-    def atr(self, n: int = 14) -> np.ndarray:
+    def true_range(self) -> np.ndarray:
         b = self.bars
-        return self._get(("atr", n), lambda: atr(b.high, b.low, b.close, n))
+        return self._get(("tr",), lambda: true_range(b.high, b.low, b.close))
+
+    def atr(self, n: int = 14) -> np.ndarray:
+        return self._get(("atr", n), lambda: smooth(self.true_range(), 1.0 / n, n, start=0))  # = atr()
 
     def adx(self, n: int = 14) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         b = self.bars
-        return self._get(("adx", n), lambda: adx(b.high, b.low, b.close, n))
+        return self._get(("adx", n), lambda: adx(b.high, b.low, b.close, n, tr=self.true_range()))
 
     def bollinger(self, n: int = 20, k: float = 2.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return self._get(("bb", n, k), lambda: bollinger(self.bars.close, n, k))
+        def make() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            mid = self.sma(n)  # the memoized SMA: ``bollinger`` computes the same one
+            sd = rolling_std(self.bars.close, n)
+            return mid, mid + k * sd, mid - k * sd
+
+        return self._get(("bb", n, k), make)
 
     def macd(self, fast: int = 12, slow: int = 26, signal: int = 9) -> tuple[np.ndarray, ...]:
         return self._get(("macd", fast, slow, signal), lambda: macd(self.bars.close, fast, slow, signal))

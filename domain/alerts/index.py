@@ -41,7 +41,7 @@ comes only from the ticks; nothing here reads a clock.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from heapq import heapify, heappop, heappush
 
@@ -55,6 +55,7 @@ _NO_FIRE: tuple[AlertFired, ...] = ()
 _COMPACT_MIN = 64  # never rebuild a heap for fewer stale entries than this
 _TRIM_MIN = 256  # never trim the window deques for fewer dead ticks than this
 _NO_CLAMP = 1 << 62
+_new_fired = tuple.__new__
 
 # where a registered rule currently lives
 _UP, _DOWN, _PCT, _COOLING, _PAUSED = range(5)
@@ -156,7 +157,6 @@ class AlertIndex:
         self._on_fire = on_fire
         self._recs: dict[int, _Rec] = {}
         self._syms: dict[str, _Sym] = {}
-        self._syms_get = self._syms.get  # the dict is cleared, never replaced
         self._per_user: dict[int, int] = {}
         self._gen = 0
         self.rejected = 0  # ticks refused: out of order or a bad bid
@@ -251,53 +251,75 @@ class AlertIndex:
 
     def on_tick(self, tick: Tick) -> Sequence[AlertFired]:
         """Evaluate one tick; returns the events it fired (an empty tuple mostly)."""
-        s = self._syms_get(tick.symbol)
-        if s is None:
-            s = self._sym(tick.symbol)
-        t = tick.time_msc
-        p = tick.bid
-        if t < s.t or not p > 0.0:
-            self.rejected += 1
-            return _NO_FIRE
-        s.t = t
-        if t >= s.cool_next:
-            self._rearm(s, t)
-        s.p = p
-        if s.windows:
-            lows = s.lows
-            if lows and lows[-1].bid >= p:
-                lows.pop()
-                while lows and lows[-1].bid >= p:
+        return self.on_ticks((tick,))
+
+    def on_ticks(self, ticks: Iterable[Tick]) -> Sequence[AlertFired]:
+        """Evaluate ticks in order; returns the events they fired (an empty tuple mostly).
+
+        Takes the ticks one at a time with a plain ``for``: when ``on_fire``
+        raises, the ticks not yet taken from an iterator are still in it (the
+        tick bus calls again with the same iterator to resume).
+        """
+        syms = self._syms
+        fired: list[AlertFired] | None = None
+        for tick in ticks:
+            try:
+                s = syms[tick.symbol]
+            except KeyError:
+                s = self._sym(tick.symbol)
+            t = tick.time_msc
+            p = tick.bid
+            if t < s.t or not p > 0.0:
+                self.rejected += 1
+                continue
+            s.t = t
+            if t >= s.cool_next:
+                self._rearm(s, t)
+            s.p = p
+            if s.windows:
+                lows = s.lows
+                if lows and lows[-1].bid >= p:
                     lows.pop()
-                n = len(lows)
-                if n <= s.lo_top:
-                    # a new window low: no up move can fire now, but one from p may later
-                    s.lo_top = n
-                    if n < s.lo_clamp:
-                        s.lo_clamp = n
-                    level = p * s.rise_f
-                    if level < s.pct_hi:
-                        s.pct_hi = level
-            lows.append(tick)
-            highs = s.highs
-            if highs and highs[-1].bid <= p:
-                highs.pop()
-                while highs and highs[-1].bid <= p:
+                    while lows and lows[-1].bid >= p:
+                        lows.pop()
+                    n = len(lows)
+                    if n <= s.lo_top:
+                        # a new window low: no up move can fire now, but one from p may later
+                        s.lo_top = n
+                        if n < s.lo_clamp:
+                            s.lo_clamp = n
+                        level = p * s.rise_f
+                        if level < s.pct_hi:
+                            s.pct_hi = level
+                lows.append(tick)
+                highs = s.highs
+                if highs and highs[-1].bid <= p:
                     highs.pop()
-                n = len(highs)
-                if n <= s.hi_top:
-                    s.hi_top = n
-                    if n < s.hi_clamp:
-                        s.hi_clamp = n
-                    level = p * s.fall_f
-                    if level > s.pct_lo:
-                        s.pct_lo = level
-            highs.append(tick)
-            if t >= s.pct_next or p >= s.pct_hi or p <= s.pct_lo:
-                return self._evaluate(s, t, p, True)
-        if p >= s.up_min or p <= s.down_max:
-            return self._evaluate(s, t, p, False)
-        return _NO_FIRE
+                    while highs and highs[-1].bid <= p:
+                        highs.pop()
+                    n = len(highs)
+                    if n <= s.hi_top:
+                        s.hi_top = n
+                        if n < s.hi_clamp:
+                            s.hi_clamp = n
+                        level = p * s.fall_f
+                        if level > s.pct_lo:
+                            s.pct_lo = level
+                highs.append(tick)
+                if t >= s.pct_next or p >= s.pct_hi or p <= s.pct_lo:
+                    events = self._evaluate(s, t, p, True)
+                    if events:
+                        if fired is None:
+                            fired = []
+                        fired += events
+                    continue
+            if p >= s.up_min or p <= s.down_max:
+                events = self._evaluate(s, t, p, False)
+                if events:
+                    if fired is None:
+                        fired = []
+                    fired += events
+        return _NO_FIRE if fired is None else fired
 
     def _evaluate(self, s: _Sym, t: int, p: float, windows: bool) -> Sequence[AlertFired]:
         recs = self._recs
@@ -537,7 +559,7 @@ class AlertIndex:
         else:
             rec.gen = 0
             self._forget(s, rec)
-        out.append(AlertFired(rule, p, t, direction))
+        out.append(_new_fired(AlertFired, (rule, p, t, direction)))  # the named tuple without its Python __new__
 
     def _rearm(self, s: _Sym, t: int) -> None:
         """Arm the rules whose cooldown ended by ``t``; ``s.p`` is still the previous bid."""

@@ -1,7 +1,7 @@
 """The alert evaluator: an ``AlertIndex`` fed by the tick bus, persisted through a repository.
 
-The per-tick path is the index alone (``AlertEvaluator.on_tick`` is the
-index's own method, registered as a bus listener); fired events go to an
+The per-tick path is the index alone (``AlertEvaluator.on_tick`` and its
+batch form ``on_ticks`` are the index's own methods, registered on the bus); fired events go to an
 in-memory FIFO that the market feed settles (``settle``: persists each one,
 then notifies) before it polls again, so a firing is committed in the poll
 that detected it rather than waiting in memory for another task (a crash
@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from typing import Protocol
 
 from domain.alerts.index import AlertIndex
@@ -73,6 +73,7 @@ class AlertEvaluator:
         self.skipped = 0  # fired events the repository refused (already recorded)
         self.notify_errors = 0
         self.on_tick: Callable[[Tick], Sequence[AlertFired]] = self._index.on_tick
+        self.on_ticks: Callable[[Iterable[Tick]], Sequence[AlertFired]] = self._index.on_ticks  # the bus's batch form
         # How a firing is recorded; the runtime may swap in one that also queues the notification
         # in the same transaction (workers/alert_delivery.py AlertDelivery.persist).
         self.persist: Callable[[AlertFired], Awaitable[bool]] = self._mark_triggered
@@ -126,7 +127,8 @@ class AlertEvaluator:
 
     def _enqueue(self, events: list[AlertFired]) -> None:
         self._fired.extend(events)
-        self._wake.set()
+        if not self._wake.is_set():
+            self._wake.set()
 
     async def flush(self, notify: Notifier | None = None) -> int:
         """Persist (then notify) every queued event; returns how many were notified.

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from redis.asyncio import Redis
 
 from domain.market.models import Tick
-from domain.market.tickbus import InProcessTickBus, LatestTickSubscription, TickListener
+from domain.market.tickbus import InProcessTickBus, LatestTickSubscription, TickBatchListener, TickListener
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +46,8 @@ class RedisTickBus:
         self.written = 0
 
     # -- the TickBus surface --
-    def add_listener(self, listener: TickListener) -> Callable[[], None]:
-        return self.local.add_listener(listener)
+    def add_listener(self, listener: TickListener, *, many: TickBatchListener | None = None) -> Callable[[], None]:
+        return self.local.add_listener(listener, many=many)
 
     def subscribe(self, symbols: Iterable[str] | None = None) -> LatestTickSubscription:
         return self.local.subscribe(symbols)
@@ -60,8 +60,12 @@ class RedisTickBus:
         self._wake.set()
 
     def publish_many(self, ticks: Iterable[Tick]) -> None:
-        for tick in ticks:
-            self.publish(tick)
+        batch = ticks if isinstance(ticks, (list, tuple)) else list(ticks)
+        self.local.publish_many(batch)
+        self._outbox.extend(batch)
+        if len(self._outbox) > MAX_BACKLOG:
+            del self._outbox[: len(self._outbox) - MAX_BACKLOG]
+        self._wake.set()
 
     def start(self) -> None:
         if not self._tasks:

@@ -6,6 +6,15 @@ Two ways to consume ticks:
   registration order. This is the fast path for in-process consumers such as
   the bar aggregator and the alert index; they must be quick and must not
   block. A listener that raises is logged and counted; the others still run.
+  A listener may come with a batch form (``many``): ``publish_many`` then
+  hands it the whole batch as one iterator instead of calling it per tick,
+  which saves a Python call per tick and listener. Each listener still sees
+  every tick in order, but listener after listener (the second may not have
+  seen tick 1 while the first handles tick 2), so listeners must not depend
+  on each other's progress. The batch form takes ticks from the iterator one
+  by one with a plain ``for``; when it raises, the bus logs it and calls it
+  again with the same iterator, so it resumes after the failing tick like the
+  per-tick form would.
 * subscriptions (``subscribe``): async iterators for consumers that may be
   slow (live quote views, stream writers). Each holds at most one pending tick
   per symbol: when the consumer falls behind, a newer tick of a symbol
@@ -25,17 +34,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable
+import operator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Protocol, runtime_checkable
 
 from domain.market.models import Tick
 
-__all__ = ["InProcessTickBus", "LatestTickSubscription", "TickBus", "TickListener", "TickSource", "TickSubscription"]
+__all__ = [
+    "InProcessTickBus", "LatestTickSubscription", "TickBatchListener", "TickBus", "TickListener", "TickSource",
+    "TickSubscription",
+]
 
 log = logging.getLogger(__name__)
 
 TickListener = Callable[[Tick], object]
+TickBatchListener = Callable[[Iterator[Tick]], object]
 
 
 @runtime_checkable
@@ -57,7 +71,7 @@ class TickSubscription(Protocol):
 class TickSource(Protocol):
     """Where consumers get ticks from."""
 
-    def add_listener(self, listener: TickListener) -> Callable[[], None]: ...
+    def add_listener(self, listener: TickListener, *, many: TickBatchListener | None = None) -> Callable[[], None]: ...
 
     def subscribe(self, symbols: Iterable[str] | None = None) -> TickSubscription: ...
 
@@ -162,17 +176,22 @@ class InProcessTickBus:
 
     def __init__(self) -> None:
         self._listeners: tuple[TickListener, ...] = ()
+        self._entries: tuple[tuple[TickListener, TickBatchListener | None], ...] = ()
         self._subs: tuple[LatestTickSubscription, ...] = ()
         self._closed = False
         self.published = 0
         self.listener_errors = 0
 
-    def add_listener(self, listener: TickListener) -> Callable[[], None]:
-        """Run ``listener(tick)`` inside every publish; returns a function that removes it."""
+    def add_listener(self, listener: TickListener, *, many: TickBatchListener | None = None) -> Callable[[], None]:
+        """Run ``listener(tick)`` inside every publish (``many(iterator)`` once per ``publish_many``, when given);
+        returns a function that removes it."""
+        entry = (listener, many)
+        self._entries = (*self._entries, entry)
         self._listeners = (*self._listeners, listener)
 
         def remove() -> None:
-            self._listeners = tuple(x for x in self._listeners if x is not listener)
+            self._entries = tuple(x for x in self._entries if x is not entry)
+            self._listeners = tuple(x for x, _ in self._entries)
 
         return remove
 
@@ -199,25 +218,42 @@ class InProcessTickBus:
             sub.offer(tick)
 
     def publish_many(self, ticks: Iterable[Tick]) -> None:
-        """Publish in order; a tighter loop than calling ``publish`` per tick."""
-        listeners = self._listeners
-        subs = self._subs
-        n = 0
-        for tick in ticks:
-            n += 1
-            for listener in listeners:
+        """Publish in order: each batch listener takes the whole batch at once, the others get it tick by tick."""
+        batch: Sequence[Tick] = ticks if isinstance(ticks, (list, tuple)) else list(ticks)
+        for listener, many in self._entries:
+            if many is not None:
+                self._run_batch(listener, many, batch)
+                continue
+            for tick in batch:
                 try:
                     listener(tick)
                 except Exception:
                     self._listener_failed(listener)
-            for sub in subs:
-                sub.offer(tick)
-        self.published += n
+        for sub in self._subs:
+            offer = sub.offer
+            for tick in batch:
+                offer(tick)
+        self.published += len(batch)
+
+    def _run_batch(self, listener: TickListener, many: TickBatchListener, batch: Sequence[Tick]) -> None:
+        it = iter(batch)
+        left = len(batch)
+        while left:
+            try:
+                many(it)
+                return
+            except Exception:
+                self._listener_failed(listener)
+            now = operator.length_hint(it)
+            if now >= left:  # it failed before taking a tick: calling again would fail the same way
+                return
+            left = now
 
     def close(self) -> None:
         """Stop every subscription; listeners are dropped."""
         self._closed = True
         self._listeners = ()
+        self._entries = ()
         for sub in self._subs:
             sub.close()
         self._subs = ()

@@ -159,3 +159,28 @@ def test_rationale_has_numbers(s: Series) -> None:
     assert vote.direction is Direction.BUY and vote.rationale_key == "trend.up"
     assert vote.values["close"] > vote.values["fast"] > vote.values["slow"]
     assert vote.confidence == pytest.approx(min(1.0, vote.values["adx"] / 50.0))
+
+
+def _same(a: VoteBatch, b: VoteBatch) -> bool:
+    return (np.array_equal(a.direction, b.direction) and np.array_equal(a.confidence, b.confidence)
+            and np.array_equal(a.key, b.key) and np.array_equal(a.atr, b.atr, equal_nan=True)
+            and a.values.keys() == b.values.keys()
+            and all(np.array_equal(a.values[k], b.values[k], equal_nan=True) for k in a.values))
+
+
+def test_last_is_exactly_the_last_bar_of_batch(eurusd: Series) -> None:
+    """``last`` evaluates the rule formulas on the indicators' last bars only: the very same numbers."""
+    panel = Panel.stack([eurusd[i : i + 400] for i in (0, 900, 3100)])
+    for agent in RULES:
+        for bars in (panel, eurusd[:300], eurusd[:1]):
+            assert _same(agent.last(bars), agent.batch(bars).tail()), agent.name
+
+
+def test_learner_block_size_does_not_change_a_single_number(eurusd: Series, monkeypatch: pytest.MonkeyPatch) -> None:
+    from domain.agents import agents as module
+
+    panel = Panel.stack([eurusd[i : i + 500] for i in (0, 700, 2100, 3000)])
+    series = eurusd[:900]
+    default = (LEARNER.last(panel), LEARNER.batch(series))
+    monkeypatch.setattr(module, "_FIT_BLOCK_BYTES", 1)  # one model per block
+    assert _same(LEARNER.last(panel), default[0]) and _same(LEARNER.batch(series), default[1])

@@ -335,3 +335,36 @@ def test_fired_event_is_a_plain_value() -> None:
     rule = AlertRule(1, 1, "EURUSD", AlertKind.ABOVE, threshold=1.0)
     event = AlertFired(rule, 1.5, 10, UP)
     assert event.final and event == AlertFired(rule, 1.5, 10, UP)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_batches_fire_exactly_what_single_ticks_fire(seed: int) -> None:
+    rng = random.Random(100 + seed)
+    symbols = ["EURUSD", "GBPUSD"]
+    price = {"EURUSD": 1.1000, "GBPUSD": 1.2500}
+    rules = [_random_rule(rng, rid, symbols, price) for rid in range(1, 120)]
+    single, batched = AlertIndex(), AlertIndex()
+    told: list[AlertFired] = []
+    batched_told = AlertIndex(on_fire=told.extend)
+    for rule in rules:
+        single.add(rule)
+        batched.add(rule)
+        batched_told.add(rule)
+    t = 1_700_000_000_000
+    ticks: list[Tick] = []
+    for _ in range(3000):
+        sym = rng.choice(symbols)
+        t += rng.choice((0, 50, 500, 1_000, 3_000, 40_000))
+        price[sym] = max(0.5, round(price[sym] + rng.choice((0, 1, -1, 2, -2, 5, -5, 20, -20)) * 0.0001, 4))
+        ticks.append(Tick(sym, t, price[sym], price[sym] + 0.0002))
+    expected = [e for tick in ticks for e in single.on_tick(tick)]
+    got: list[AlertFired] = []
+    start = 0
+    while start < len(ticks):
+        size = rng.choice((1, 2, 7, 50, 400))
+        got += batched.on_ticks(ticks[start : start + size])
+        start += size
+    assert len(expected) > 100
+    assert _fired(got) == _fired(expected)
+    assert _fired(batched_told.on_ticks(iter(ticks))) == _fired(expected) == _fired(told)
+    assert sorted(r.id for r in batched.rules()) == sorted(r.id for r in single.rules())

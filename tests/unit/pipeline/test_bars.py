@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections import defaultdict
 
@@ -159,3 +160,18 @@ def test_invalid_bids_are_refused_and_history_is_bounded() -> None:
     assert agg.timeframes == (Timeframe.M1, Timeframe.H1)
     with pytest.raises(KeyError):
         agg.bars("X", Timeframe.D1)
+
+
+def test_closed_bars_and_events_are_plain_frozen_values() -> None:
+    agg = BarAggregator(points={"X": 0.01})
+    events = agg.feed([Tick("X", 1_000, 1.0, 1.02), Tick("X", 30_000, 1.5, 1.51), Tick("X", 61_000, 2.0, 2.01)])
+    assert len(events) == 1
+    event = events[0]
+    expected = Bar(0, 1.0, 1.5, 1.0, 1.5, 2, 1)
+    assert type(event) is BarClosed and type(event.bar) is Bar
+    assert event == BarClosed("X", Timeframe.M1, expected) and hash(event.bar) == hash(expected)
+    assert agg.bars("X", Timeframe.M1) == [expected]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        event.bar.close = 3.0  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        event.symbol = "Y"  # type: ignore[misc]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 
 from domain.market.models import Tick
 from domain.market.tickbus import InProcessTickBus, TickBus, TickSource, TickSubscription
@@ -96,3 +97,32 @@ async def test_bus_close_stops_subscribers() -> None:
         else:
             raise AssertionError("the subscription should have ended")
     assert bus.subscribe().closed
+
+
+def test_batch_listeners_take_the_whole_batch_in_order_and_resume_after_a_failing_tick() -> None:
+    bus = InProcessTickBus()
+    per_tick: list[Tick] = []
+    batched: list[Tick] = []
+    calls = [0]
+
+    def take(ticks: Iterator[Tick]) -> None:
+        calls[0] += 1
+        for tick in ticks:
+            if tick.time_msc in (1_003, 1_007):
+                raise RuntimeError("boom")
+            batched.append(tick)
+
+    def never_starts(_ticks: Iterator[Tick]) -> None:
+        raise RuntimeError("broken before the first tick")
+
+    bus.add_listener(per_tick.append)
+    bus.add_listener(lambda _t: None, many=take)
+    bus.add_listener(lambda _t: None, many=never_starts)
+    ticks = _ticks(10)
+    bus.publish_many(iter(ticks))  # any iterable: a generator is read once
+    assert per_tick == ticks
+    assert batched == [t for t in ticks if t.time_msc not in (1_003, 1_007)]  # the failing ticks only are lost
+    assert calls[0] == 3  # one call, and one more after each failure
+    assert bus.listener_errors == 3 and bus.published == 10  # the listener that never starts fails once, not forever
+    bus.publish(ticks[0])  # a single publish uses the per-tick form
+    assert len(per_tick) == 11 and calls[0] == 3
