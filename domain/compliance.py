@@ -30,6 +30,14 @@ class Document(StrEnum):
     TERMS = "terms"
     PRIVACY = "privacy"
 
+    @classmethod
+    def parse(cls, value: str) -> Document:
+        """The document a button names; InvalidInput for anything else (button data is the user's)."""
+        try:
+            return cls(value)
+        except ValueError:
+            raise InvalidInput("unknown document", value=value[:16]) from None
+
 
 # The versions in force. A new version of a text goes with a new key here and a new text in the views.
 CURRENT: dict[Document, str] = {Document.RISK: "2026-11", Document.TERMS: "2026-11", Document.PRIVACY: "2026-11"}

@@ -25,14 +25,8 @@ from bot.views.compliance import (
 from bot.views.menu import MenuCB
 from domain.compliance import ComplianceService, Document
 from domain.db.uow import UnitOfWork
-from domain.errors import InvalidInput
 from domain.users import User, UserService
 
-
-def _document(value: str) -> Document:
-    if value not in Document._value2member_map_:
-        raise InvalidInput("unknown document", value=value[:16])
-    return Document(value)
 
 
 def make_router() -> Router:
@@ -48,7 +42,7 @@ def make_router() -> Router:
     async def document(
         query: CallbackQuery, callback_data: ComplianceCB, uow: UnitOfWork, user: User, compliance: ComplianceService
     ) -> None:
-        doc = _document(callback_data.value)
+        doc = Document.parse(callback_data.value)
         await show(query, document_view(doc, await compliance.status(uow, user.id)))
 
     @router.callback_query(ComplianceCB.filter(F.action == "accept"))
@@ -56,7 +50,7 @@ def make_router() -> Router:
         query: CallbackQuery, callback_data: ComplianceCB, uow: UnitOfWork, user: User, compliance: ComplianceService,
         replays: DisclosureReplay, bot: Bot, dispatcher: Dispatcher,
     ) -> None:  # fmt: skip
-        doc = _document(callback_data.value)
+        doc = Document.parse(callback_data.value)
         status = await compliance.accept(uow, user, doc.value)  # committed: the replay's own update sees it
         blocked = await replays.take(bot, user.id) if doc == Document.RISK and status.trading_unlocked else None
         text, markup = accepted(doc, status)

@@ -24,7 +24,6 @@ from domain.billing.service import BillingService
 from domain.billing.storefront import Storefront
 from domain.compliance import Document
 from domain.db.uow import UnitOfWork
-from domain.errors import InvalidInput
 from domain.support.tickets import Category, SupportService, Ticket
 from domain.tiers import Tier
 from domain.users import User
@@ -34,11 +33,6 @@ from handlers.support import attachment_of, body_of, is_form_input, notify_staff
 class PaySupportForm(StatesGroup):
     describe = State()  # data: payment (the payments.id the ticket is about)
 
-
-def _document(value: str) -> Document:
-    if value not in Document._value2member_map_:
-        raise InvalidInput("unknown document", value=value[:16])
-    return Document(value)
 
 
 def make_router() -> Router:
@@ -88,7 +82,7 @@ def make_router() -> Router:
     @router.message(Command("terms"))
     @router.callback_query(TermsCB.filter())
     async def terms(event: Message | CallbackQuery, storefront: Storefront, callback_data: TermsCB | None = None) -> None:
-        doc = _document(callback_data.doc) if callback_data is not None else Document.TERMS
+        doc = Document.parse(callback_data.doc) if callback_data is not None else Document.TERMS
         await show(event, views.terms_view(doc, storefront))
 
     return router

@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 
 from bot import migrate
 from bot.settings import Settings
+from tests.fakes.stripe import FakeStripe
 from tests.fakes.telegram import FakeTelegram
 from tests.harness import Harness, build_harness
 from tests.servers import Server, postgres_missing, redis_missing, start_postgres, start_redis
@@ -105,6 +106,14 @@ async def redis_url(redis_server: Server) -> AsyncIterator[str]:
 def db_url(request: pytest.FixtureRequest) -> str:
     name = "sqlite_url" if request.param == "sqlite" else "pg_url"
     return str(request.getfixturevalue(name))
+
+
+@pytest.fixture
+async def fake_stripe() -> AsyncIterator[FakeStripe]:
+    """Stripe's API on loopback, speaking its wire format (tests/fakes/stripe.py)."""
+    fake = await FakeStripe().start()
+    yield fake
+    await fake.stop()
 
 
 @pytest.fixture

@@ -33,13 +33,6 @@ CHARGE = "stxAbCdEfGhIjKlMnOpQrStUvWxYz0123456789"  # Telegram's charge ids are 
 
 
 @pytest.fixture
-async def fake_stripe() -> AsyncIterator[FakeStripe]:
-    fake = await FakeStripe().start()
-    yield fake
-    await fake.stop()
-
-
-@pytest.fixture
 async def shop(stack: Settings, telegram: FakeTelegram, fake_stripe: FakeStripe) -> AsyncIterator[Harness]:
     """Stripe fully configured, the operator's switch left at its default (off). The walks send far more
     updates a minute than a person would: the rate limiter (tested on its own) stays out of the way."""

@@ -25,13 +25,6 @@ REFERRER = 1
 
 
 @pytest.fixture
-async def fake_stripe() -> AsyncIterator[FakeStripe]:
-    fake = await FakeStripe().start()
-    yield fake
-    await fake.stop()
-
-
-@pytest.fixture
 async def bh(stack: Settings, telegram: FakeTelegram, fake_stripe: FakeStripe) -> AsyncIterator[Harness]:
     h = await build_harness(stripe_settings(stack, fake_stripe, admin_ids=frozenset({STAFF})), telegram)
     yield h

@@ -21,13 +21,6 @@ from tests.harness import Harness, build_harness
 
 
 @pytest.fixture
-async def fake_stripe() -> AsyncIterator[FakeStripe]:
-    fake = await FakeStripe().start()
-    yield fake
-    await fake.stop()
-
-
-@pytest.fixture
 async def env(
     stack: Settings, telegram: FakeTelegram, fake_stripe: FakeStripe
 ) -> AsyncIterator[tuple[Harness, TestClient]]:  # type: ignore[type-arg]
