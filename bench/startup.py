@@ -18,7 +18,8 @@ has set its webhook). Printed:
   beside them, where the rest of the wall time went, from the main thread's
   /proc schedstat: runnable but waiting for a core (other processes had
   both; this machine's share of the load) and blocked (round trips, I/O,
-  sleeps: the waiting start-up itself could remove);
+  sleeps: the waiting start-up itself could remove), and the wall time less
+  the run queue (what start-up takes with a core to itself) with its ratio;
 - RSS of a replica after ``--users`` distinct users each sent /start through
   ``POST /webhooks/telegram`` (PostgreSQL + Redis), beside the bare webhook
   bot after the same updates, and the difference;
@@ -182,17 +183,18 @@ Starter = Callable[[int, Path], Awaitable[Process]]
 
 @dataclass(frozen=True)
 class Startup:
-    """Medians of one starter: wall s to healthy, its CPU s, RSS MB, and the main thread's run-queue and blocked s."""
+    """Medians of one starter: wall s to healthy, its CPU s, RSS MB; the main thread's run-queue, blocked, idle s."""
 
     wall: float
     cpu: float
     rss: float
     queued: float
     blocked: float
+    idle: float  # wall less the run queue: what start-up takes with a core to itself
 
 
 async def _startups(starts: list[Starter], runs: int, http: aiohttp.ClientSession, tmp: Path) -> list[Startup]:
-    """Medians (start-up to healthy in s, its CPU s, RSS once healthy in MB) of each starter over ``runs`` rounds.
+    """Each starter's figures (Startup), medians over ``runs`` rounds.
 
     The starters take turns within each round, so a change in the machine's load weighs on all of them."""
     times: list[list[float]] = [[] for _ in starts]
@@ -200,6 +202,7 @@ async def _startups(starts: list[Starter], runs: int, http: aiohttp.ClientSessio
     rss: list[list[float]] = [[] for _ in starts]
     queued: list[list[float]] = [[] for _ in starts]
     blocked: list[list[float]] = [[] for _ in starts]
+    idle: list[list[float]] = [[] for _ in starts]
     for i in range(runs):
         for k, start in enumerate(starts):
             data = tmp / f"run-{time.monotonic_ns()}-{i}"
@@ -212,9 +215,10 @@ async def _startups(starts: list[Starter], runs: int, http: aiohttp.ClientSessio
                 rss[k].append(proc.rss_mb()[0])
                 queued[k].append(proc.runqueue_s())
                 blocked[k].append(max(0.0, wall - proc.main_cpu_s() - queued[k][-1]))
+                idle[k].append(wall - queued[k][-1])
             finally:
                 await proc.stop()
-    return [Startup(*map(statistics.median, figures)) for figures in zip(times, cpu, rss, queued, blocked)]
+    return [Startup(*map(statistics.median, figures)) for figures in zip(times, cpu, rss, queued, blocked, idle)]
 
 
 def _start_update(user: int, update_id: int) -> dict[str, Any]:
@@ -249,6 +253,7 @@ def _waits(bot: Startup, bare: Startup) -> None:
     """The wall time that was not CPU: queued for a core (the machine's load) or blocked (start-up's own waits)."""
     print(f"    waiting for a core (run queue)       {bot.queued:>8.2f}  {bare.queued:>8.2f}")
     print(f"    blocked (round trips, I/O, sleeps)   {bot.blocked:>8.2f}  {bare.blocked:>8.2f}")
+    print(f"    wall less the run queue              {bot.idle:>8.2f}  {bare.idle:>8.2f}  {bot.idle / bare.idle:>6.2f}x")
 
 
 async def main_async(args: argparse.Namespace) -> int:
