@@ -15,6 +15,11 @@ has set its webhook). Printed:
   creates and migrates its SQLite file, printed apart) and on PostgreSQL + Redis
   (tests/servers.py, webhook mode, WORKERS=external), beside the bare bot in
   polling and webhook mode; the median of ``--runs`` runs each, and the ratios;
+  beside them, where the rest of the wall time went, from the main thread's
+  /proc schedstat: runnable but waiting for a core (other processes had
+  both; this machine's share of the load) and blocked (round trips, I/O,
+  sleeps: the waiting start-up itself could remove), and the wall time less
+  the run queue (what start-up takes with a core to itself) with its ratio;
 - RSS of a replica after ``--users`` distinct users each sent /start through
   ``POST /webhooks/telegram`` (PostgreSQL + Redis), beside the bare webhook
   bot after the same updates, and the difference;
@@ -38,6 +43,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +114,14 @@ class Process:
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+    def runqueue_s(self) -> float:
+        """Seconds the main thread was runnable but waited for a core (/proc schedstat: kernel 2.6.23+)."""
+        return int(Path(f"/proc/{self.proc.pid}/schedstat").read_text().split()[1]) / 1e9
+
+    def main_cpu_s(self) -> float:
+        """CPU seconds of the main thread alone (schedstat), to split its wall time."""
+        return int(Path(f"/proc/{self.proc.pid}/schedstat").read_text().split()[0]) / 1e9
+
     def rss_mb(self) -> tuple[float, float]:
         """(now, peak) resident memory in MB."""
         fields = dict(line.split(":", 1) for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines())
@@ -167,27 +181,44 @@ def _servers_env(pg: str, redis: str, port: int) -> dict[str, str]:
 Starter = Callable[[int, Path], Awaitable[Process]]
 
 
-async def _startups(
-    starts: list[Starter], runs: int, http: aiohttp.ClientSession, tmp: Path
-) -> list[tuple[float, float, float]]:
-    """Medians (start-up to healthy in s, its CPU s, RSS once healthy in MB) of each starter over ``runs`` rounds.
+@dataclass(frozen=True)
+class Startup:
+    """Medians of one starter: wall s to healthy, its CPU s, RSS MB; the main thread's run-queue, blocked, idle s."""
+
+    wall: float
+    cpu: float
+    rss: float
+    queued: float
+    blocked: float
+    idle: float  # wall less the run queue: what start-up takes with a core to itself
+
+
+async def _startups(starts: list[Starter], runs: int, http: aiohttp.ClientSession, tmp: Path) -> list[Startup]:
+    """Each starter's figures (Startup), medians over ``runs`` rounds.
 
     The starters take turns within each round, so a change in the machine's load weighs on all of them."""
     times: list[list[float]] = [[] for _ in starts]
     cpu: list[list[float]] = [[] for _ in starts]
     rss: list[list[float]] = [[] for _ in starts]
+    queued: list[list[float]] = [[] for _ in starts]
+    blocked: list[list[float]] = [[] for _ in starts]
+    idle: list[list[float]] = [[] for _ in starts]
     for i in range(runs):
         for k, start in enumerate(starts):
             data = tmp / f"run-{time.monotonic_ns()}-{i}"
             data.mkdir()
             proc = await start(free_port(), data)
             try:
-                times[k].append(await proc.healthy(http))
+                wall = await proc.healthy(http)
+                times[k].append(wall)
                 cpu[k].append(proc.cpu_s())
                 rss[k].append(proc.rss_mb()[0])
+                queued[k].append(proc.runqueue_s())
+                blocked[k].append(max(0.0, wall - proc.main_cpu_s() - queued[k][-1]))
+                idle[k].append(wall - queued[k][-1])
             finally:
                 await proc.stop()
-    return [(statistics.median(t), statistics.median(c), statistics.median(r)) for t, c, r in zip(times, cpu, rss)]
+    return [Startup(*map(statistics.median, figures)) for figures in zip(times, cpu, rss, queued, blocked, idle)]
 
 
 def _start_update(user: int, update_id: int) -> dict[str, Any]:
@@ -218,6 +249,13 @@ async def _send_users(http: aiohttp.ClientSession, proc: Process, users: int, fi
     return time.perf_counter() - started, failures
 
 
+def _waits(bot: Startup, bare: Startup) -> None:
+    """The wall time that was not CPU: queued for a core (the machine's load) or blocked (start-up's own waits)."""
+    print(f"    waiting for a core (run queue)       {bot.queued:>8.2f}  {bare.queued:>8.2f}")
+    print(f"    blocked (round trips, I/O, sleeps)   {bot.blocked:>8.2f}  {bare.blocked:>8.2f}")
+    print(f"    wall less the run queue              {bot.idle:>8.2f}  {bare.idle:>8.2f}  {bot.idle / bare.idle:>6.2f}x")
+
+
 async def main_async(args: argparse.Namespace) -> int:
     for package in ("bot", "handlers", "dialogs", "domain", "workers"):
         compileall.compile_dir(ROOT / package, quiet=2)
@@ -241,12 +279,13 @@ async def main_async(args: argparse.Namespace) -> int:
                     embedded_run,
                     lambda port, data: _spawn([str(bare_script)], _env(telegram.url, port, data), port, log),
                 ], args.runs, http, tmp)  # fmt: skip
-                print(f"first start, embedded (creates and migrates the SQLite file): {first[0][0]:.2f} s, CPU {first[0][1]:.2f} s\n")
+                print(f"first start, embedded (creates and migrates the SQLite file): {first[0].wall:.2f} s, CPU {first[0].cpu:.2f} s\n")
                 print(f"start-up to healthy /healthz, median of {args.runs} (s)     bot      bare   ratio")
-                print(f"  embedded defaults, polling             {embedded[0]:>8.2f}  {bare_poll[0]:>8.2f}  {embedded[0] / bare_poll[0]:>6.2f}x")
-                print(f"    its CPU seconds                      {embedded[1]:>8.2f}  {bare_poll[1]:>8.2f}  {embedded[1] / bare_poll[1]:>6.2f}x")
-                bare_rss = bare_poll[2]
-                print(f"    RSS once healthy (MB)                {embedded[2]:>8.0f}  {bare_rss:>8.0f}")
+                print(f"  embedded defaults, polling             {embedded.wall:>8.2f}  {bare_poll.wall:>8.2f}  {embedded.wall / bare_poll.wall:>6.2f}x")
+                print(f"    its CPU seconds                      {embedded.cpu:>8.2f}  {bare_poll.cpu:>8.2f}  {embedded.cpu / bare_poll.cpu:>6.2f}x")
+                bare_rss = bare_poll.rss
+                _waits(embedded, bare_poll)
+                print(f"    RSS once healthy (MB)                {embedded.rss:>8.0f}  {bare_rss:>8.0f}")
                 missing = postgres_missing() or redis_missing()
                 if args.skip_servers or missing:
                     print(f"\nPostgreSQL + Redis figures skipped: {missing or '--skip-servers'}")
@@ -269,9 +308,12 @@ async def main_async(args: argparse.Namespace) -> int:
                     return _spawn([str(bare_script)], env, port, log)
 
                 servers, bare_web = await _startups([replica, bare_hook], args.runs, http, tmp)
-                print(f"  PostgreSQL + Redis, webhook, external  {servers[0]:>8.2f}  {bare_web[0]:>8.2f}  {servers[0] / bare_web[0]:>6.2f}x")
-                print(f"    its CPU seconds                      {servers[1]:>8.2f}  {bare_web[1]:>8.2f}  {servers[1] / bare_web[1]:>6.2f}x")
-                print(f"    RSS once healthy (MB)                {servers[2]:>8.0f}  {bare_web[2]:>8.0f}")
+                print(f"  PostgreSQL + Redis, webhook, external  {servers.wall:>8.2f}  {bare_web.wall:>8.2f}  {servers.wall / bare_web.wall:>6.2f}x")
+                print(f"    its CPU seconds                      {servers.cpu:>8.2f}  {bare_web.cpu:>8.2f}  {servers.cpu / bare_web.cpu:>6.2f}x")
+                _waits(servers, bare_web)
+                print(f"    RSS once healthy (MB)                {servers.rss:>8.0f}  {bare_web.rss:>8.0f}")
+                if args.startup_only:
+                    return 0
 
                 print(f"\nRSS after {args.users} distinct users sent /start through POST /webhooks/telegram (MB)")
                 figures: dict[str, tuple[float, float, float, int]] = {}
@@ -323,6 +365,7 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=10_000, help="distinct users sent through the webhook")
     parser.add_argument("--worker-seconds", type=float, default=20.0, help="how long the worker runs before its RSS")
     parser.add_argument("--skip-servers", action="store_true", help="only the embedded figures")
+    parser.add_argument("--startup-only", action="store_true", help="only the start-up figures (no users, no worker)")
     return asyncio.run(main_async(parser.parse_args()))
 
 

@@ -17,8 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     # full passes here. `run` and `worker` turn the collector back on in bot/gc_tuning.py settle(),
     # once it is frozen; the other verbs as soon as the arguments are read.
     gc.disable()
-    from bot.observability import configure_logging, wants_json
-    from bot.settings import Settings
+    from bot.settings import NO_TOKEN_HINT, Settings
 
     parser = argparse.ArgumentParser(prog="python -m bot", description="Hybrid Trader")
     verbs = parser.add_subparsers(dest="verb", required=True)
@@ -30,16 +29,31 @@ def main(argv: list[str] | None = None) -> int:
     backtest = verbs.add_parser("backtest", help="agents and consensus over history (simulated or a CSV)")
     migrate = verbs.add_parser("migrate", help="upgrade the database to the latest schema")
     migrate.add_argument("revision", nargs="?", default="head")
-    from bot import backtest as backtest_cli
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["backtest"]:  # its arguments need numpy and the agents: only for this verb
+        from bot.backtest import add_arguments
 
-    backtest_cli.add_arguments(backtest)
+        add_arguments(backtest)
     args = parser.parse_args(argv)
     if args.verb not in ("run", "worker"):
         gc.enable()
     if args.verb == "backtest":
+        from bot import backtest as backtest_cli
+
         return backtest_cli.main(args)
 
     settings = Settings()
+    # A configuration refusal needs only the settings: answer it before aiogram, the app and any connection.
+    if args.verb == "run" and settings.bot_token is None:
+        print(NO_TOKEN_HINT)
+        gc.enable()
+        if not _offer_console():
+            return 2
+    elif args.verb in ("run", "worker") and (problem := settings.start_problem(args.verb)) is not None:
+        print(problem)
+        return 2
+    from bot.observability import configure_logging, wants_json
+
     # JSON lines for log collectors; plain text when a person watches a terminal.
     configure_logging(
         settings.log_level if args.verb != "console" else "WARNING",
@@ -49,15 +63,10 @@ def main(argv: list[str] | None = None) -> int:
         from bot.worker import run_worker
 
         return _run(run_worker(settings, started))
-    if args.verb == "run":
-        from bot.runner import NO_TOKEN_HINT, run
+    if args.verb == "run" and settings.bot_token is not None:
+        from bot.runner import run
 
-        if settings.bot_token is not None:
-            return _run(run(settings, started))
-        print(NO_TOKEN_HINT)
-        gc.enable()
-        if not _offer_console():
-            return 2
+        return _run(run(settings, started))
     if args.verb in ("run", "console"):
         from bot.console import run_console
 

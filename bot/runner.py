@@ -16,42 +16,10 @@ from bot.app import App, create_app, create_bot
 from bot.staff_menu import set_staff_commands
 from bot.registry import Registry
 from bot.settings import Settings
-from bot.web.app import TELEGRAM_WEBHOOK_PATH, WEBHOOK_SECRET_FORMAT, create_web_app
+from bot.web.app import TELEGRAM_WEBHOOK_PATH, create_web_app
 from domain.users import DEFAULT_LANGUAGE, LANGUAGES
 
 log = logging.getLogger("hybrid")
-
-NO_TOKEN_HINT = """\
-BOT_TOKEN is not set.
-
-  1. Open Telegram, talk to @BotFather, send /newbot and copy the token.
-  2. Run again with it:  BOT_TOKEN=123456:ABC... python -m bot run
-
-Want to try it first, offline and without a token?
-  python -m bot console      (or ./run.sh console)
-"""
-
-
-NO_WEBHOOK_SECRET = """\
-WEBHOOK_URL is set but WEBHOOK_SECRET is not: refusing to start.
-
-Without it anyone who finds the address could post updates to /webhooks/telegram as any user
-(an admin's /grant included). Set WEBHOOK_SECRET to a random value of 1-256 characters from
-A-Z, a-z, 0-9, _ and -, for example:  WEBHOOK_SECRET=$(python -c "import secrets; print(secrets.token_urlsafe(32))")
-"""
-BAD_WEBHOOK_SECRET = """\
-WEBHOOK_SECRET may only hold 1-256 characters from A-Z, a-z, 0-9, _ and - (Telegram refuses anything else).
-"""
-
-
-def webhook_problem(secret: str | None) -> str | None:
-    """Why webhook mode cannot start with this WEBHOOK_SECRET (None: it can)."""
-    if not secret:
-        return NO_WEBHOOK_SECRET
-    if WEBHOOK_SECRET_FORMAT.fullmatch(secret) is None:
-        return BAD_WEBHOOK_SECRET
-    return None
-
 
 async def set_commands(bot: Bot, registry: Registry, app: App) -> None:
     """Telegram's command menu in every language, generated from the registry."""
@@ -67,15 +35,11 @@ async def set_commands(bot: Bot, registry: Registry, app: App) -> None:
 
 async def run(settings: Settings, started: float | None = None) -> int:
     started = started if started is not None else time.perf_counter()
-    problem = settings.split_problem() if settings.workers == "external" else None  # beside `python -m bot worker`
-    if problem is not None:
-        print(f"WORKERS=external: {problem}")
+    if (problem := settings.start_problem("run")) is not None:  # bot/__main__.py asked already; callers in code
+        print(problem)
         return 2
     webhook = settings.webhook_url is not None
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
-    if webhook and (problem := webhook_problem(secret)) is not None:
-        print(problem)
-        return 2
     app = await create_app(settings)
     bot = create_bot(settings)
     runner = web.AppRunner(create_web_app(app, bot, webhook_secret=secret, webhook=webhook), access_log=None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from pathlib import Path
 from typing import Annotated, Literal
@@ -20,6 +21,41 @@ NEEDS_SECRET = (
     "Several processes serve this deployment: set SECRET_KEY, the same long random value on each of them "
     "(it encrypts stored MT5 passwords and signs links; a key generated per process could not read the others' data)."
 )
+
+NO_TOKEN_HINT = """\
+BOT_TOKEN is not set.
+
+  1. Open Telegram, talk to @BotFather, send /newbot and copy the token.
+  2. Run again with it:  BOT_TOKEN=123456:ABC... python -m bot run
+
+Want to try it first, offline and without a token?
+  python -m bot console      (or ./run.sh console)
+"""
+
+
+NEEDS_TOKEN = "The worker sends the bot's messages: set BOT_TOKEN (the same one the bot replicas use)."
+
+NO_WEBHOOK_SECRET = """\
+WEBHOOK_URL is set but WEBHOOK_SECRET is not: refusing to start.
+
+Without it anyone who finds the address could post updates to /webhooks/telegram as any user
+(an admin's /grant included). Set WEBHOOK_SECRET to a random value of 1-256 characters from
+A-Z, a-z, 0-9, _ and -, for example:  WEBHOOK_SECRET=$(python -c "import secrets; print(secrets.token_urlsafe(32))")
+"""
+BAD_WEBHOOK_SECRET = """\
+WEBHOOK_SECRET may only hold 1-256 characters from A-Z, a-z, 0-9, _ and - (Telegram refuses anything else).
+"""
+# Telegram's rule for setWebhook's secret_token: 1-256 characters of A-Z, a-z, 0-9, _ and -.
+WEBHOOK_SECRET_FORMAT = re.compile(r"[A-Za-z0-9_-]{1,256}")
+
+
+def webhook_problem(secret: str | None) -> str | None:
+    """Why webhook mode cannot start with this WEBHOOK_SECRET (None: it can)."""
+    if not secret:
+        return NO_WEBHOOK_SECRET
+    if WEBHOOK_SECRET_FORMAT.fullmatch(secret) is None:
+        return BAD_WEBHOOK_SECRET
+    return None
 
 
 class Settings(BaseSettings):
@@ -93,6 +129,19 @@ class Settings(BaseSettings):
             return NEEDS_REDIS
         if self.secret_key is None:
             return NEEDS_SECRET
+        return None
+
+    def start_problem(self, verb: str) -> str | None:
+        """Why ``python -m bot run`` (with a token) or ``worker`` refuses to start, or None.
+
+        Settings alone decide it, so ``bot/__main__.py`` asks before the heavy imports and any connection.
+        """
+        if verb == "worker":
+            return NEEDS_TOKEN if self.bot_token is None else self.split_problem()
+        if self.workers == "external" and (problem := self.split_problem()) is not None:  # beside a worker
+            return f"WORKERS=external: {problem}"
+        if self.webhook_url is not None:
+            return webhook_problem(self.webhook_secret.get_secret_value() if self.webhook_secret else None)
         return None
 
     def secret(self) -> bytes:

@@ -29,14 +29,10 @@ from bot.web.app import create_web_app
 
 log = logging.getLogger("hybrid.worker")
 
-NEEDS_TOKEN = "The worker sends the bot's messages: set BOT_TOKEN (the same one the bot replicas use)."
-
 
 def check(settings: Settings) -> str | None:
-    """Why this worker cannot start, or None."""
-    if settings.bot_token is None:
-        return NEEDS_TOKEN
-    return settings.split_problem()
+    """Why this worker cannot start, or None (bot/settings.py ``start_problem``)."""
+    return settings.start_problem("worker")
 
 
 async def run_worker(settings: Settings, started: float | None = None, *, stop: asyncio.Event | None = None) -> int:

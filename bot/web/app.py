@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import re
 
 from aiogram import Bot
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
@@ -16,8 +15,6 @@ from bot.web.pay import install as install_card_page
 from bot.web.stripe import STRIPE_WEBHOOK_PATH, stripe_webhook
 
 TELEGRAM_WEBHOOK_PATH = "/webhooks/telegram"
-# Telegram's rule for setWebhook's secret_token: 1-256 characters of A-Z, a-z, 0-9, _ and -.
-WEBHOOK_SECRET_FORMAT = re.compile(r"[A-Za-z0-9_-]{1,256}")
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
 

@@ -92,3 +92,42 @@ async def test_run_exposes_the_worst_recent_gc_pause(telegram: FakeTelegram, tmp
         proc.send_signal(signal.SIGTERM)
         output = (await asyncio.wait_for(proc.communicate(), 30))[0].decode()
     assert proc.returncode == 0, output
+
+
+REFUSE = """
+import json, sys
+from bot.__main__ import main
+
+code = main(sys.argv[1:])
+print(json.dumps([code, sorted(set(sys.modules) & {heavy})]))
+"""
+BEFORE_REFUSAL = ("aiogram", "aiohttp", "sqlalchemy", "redis", "asyncpg", "numpy", "bot.app")
+
+
+async def test_a_configuration_refusal_comes_before_the_heavy_imports(tmp_path: Path) -> None:
+    """`run` and `worker` refuse a bad configuration from the settings alone: no aiogram, no database,
+    no Redis client is loaded (so nothing is connected), and the message and exit code stay the same."""
+    cases: list[tuple[str, dict[str, str], str]] = [
+        ("worker", {"BOT_TOKEN": ""}, "BOT_TOKEN"),
+        ("worker", {}, "REDIS_URL"),
+        ("worker", {"REDIS_URL": "redis://127.0.0.1:1/0"}, "SECRET_KEY"),
+        ("run", {"WORKERS": "external"}, "WORKERS=external: The worker and the bot replicas share"),
+        ("run", {"WORKERS": "external", "REDIS_URL": "redis://127.0.0.1:1/0"}, "SECRET_KEY"),
+        ("run", {"WEBHOOK_URL": "https://bot.example.test"}, "WEBHOOK_URL is set but WEBHOOK_SECRET is not"),
+        ("run", {"WEBHOOK_URL": "https://bot.example.test", "WEBHOOK_SECRET": "has space"}, "may only hold"),
+        ("run", {"BOT_TOKEN": ""}, "@BotFather"),
+    ]
+    for verb, extra, message in cases:
+        env = _env(tmp_path, DATABASE_URL="postgresql+asyncpg://nobody@127.0.0.1:1/none")
+        env.update(extra)
+        if not env["BOT_TOKEN"]:  # unset
+            del env["BOT_TOKEN"]
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", REFUSE.replace("{heavy}", repr(set(BEFORE_REFUSAL))), verb, cwd=ROOT, env=env,
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0, err.decode()
+        text = out.decode()
+        assert message in text, (verb, extra, text)
+        assert json.loads(text.strip().splitlines()[-1]) == [2, []], (verb, extra, text)
