@@ -50,7 +50,7 @@ from bot.settings import Settings
 from bot.views.billing import NoticeOutbox
 from bot.views.trading import AutoTradeReporter, SettlementNotice
 from bot.web.pay import card_page
-from dialogs.common import StaleDialogMiddleware
+from dialogs.common import StaleDialogMiddleware, is_dialog_button
 from domain.admin import AdminService
 from domain.agents.service import AgentService
 from domain.analytics.service import AnalyticsService
@@ -75,7 +75,7 @@ from domain.tiers import TierCatalog
 from domain.trading.autotrade import AutoTrader
 from domain.users import UserService
 from handlers import default_registry, dialog_router, last_routers
-from handlers.filters import install_prefilters
+from handlers.filters import dialog_gate, install_prefilters
 from workers.agent_runner import AgentRunner
 from workers.broadcast import BroadcastSender, Pacer
 from workers.dashboard_refresh import DashboardRefresher
@@ -286,7 +286,7 @@ def _dispatcher(app: App, limiter: RateLimiter, ledger: UpdateLedger, reporter: 
     dialogs = dialog_router()  # only events no command router took meet aiogram-dialog's middlewares
     routers = app.registry.routers()
     install_prefilters(routers)  # per process: plain text and foreign buttons skip a command router in one check
-    dp.include_routers(*routers, dialogs, *last_routers())
+    dp.include_routers(*routers, dialog_gate(dialogs, is_dialog_button), *last_routers())  # what it cannot own skips aiogram-dialog
     dp.callback_query.outer_middleware(StaleDialogMiddleware())  # wraps aiogram-dialog's intent middleware
     isolation = (
         RedisEventIsolation(app.redis, key_builder=DefaultKeyBuilder(with_bot_id=True, with_destiny=True))

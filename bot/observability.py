@@ -46,12 +46,21 @@ MAX_CONCURRENT_UPDATES = 24
 class UpdateContext:
     """What every log line and Sentry event of one update carries (tier is known later, read lazily)."""
 
-    __slots__ = ("update_id", "user", "_data")
+    __slots__ = ("update_id", "_user_id", "_salt", "_user", "_data")
 
-    def __init__(self, update_id: int, user: str | None, data: dict[str, Any]) -> None:
+    def __init__(self, update_id: int, user_id: int | None, salt: bytes, data: dict[str, Any]) -> None:
         self.update_id = update_id
-        self.user = user
+        self._user_id = user_id
+        self._salt = salt
+        self._user: str | None = None
         self._data = data  # the update's middleware data: the user middleware adds the tier to it
+
+    @property
+    def user(self) -> str | None:
+        """The salted hash of the user id, computed when a log line or an error first asks for it."""
+        if self._user is None and self._user_id is not None:
+            self._user = hash_user(self._user_id, self._salt)
+        return self._user
 
     @property
     def tier(self) -> str | None:
@@ -152,16 +161,19 @@ class ObservabilityMiddleware(BaseMiddleware):
     ) -> Any:
         assert isinstance(event, Update)
         tg_user = data.get("event_from_user")
-        context = UpdateContext(event.update_id, hash_user(tg_user.id if tg_user else None, self._salt), data)
+        context = UpdateContext(event.update_id, tg_user.id if tg_user else None, self._salt, data)
         token = _context.set(context)
         start = time.perf_counter()
         outcome = "error"
         try:
-            self._metrics.waiting.inc()
-            try:
-                await self._slots.acquire()
-            finally:
-                self._metrics.waiting.dec()
+            if self._slots.locked():  # only an update that really waits for a slot is counted as waiting
+                self._metrics.waiting.inc()
+                try:
+                    await self._slots.acquire()
+                finally:
+                    self._metrics.waiting.dec()
+            else:
+                await self._slots.acquire()  # a free slot: taken at once, without suspending
             self._metrics.in_flight.inc()
             try:
                 result = await handler(event, data)

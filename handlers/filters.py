@@ -12,11 +12,15 @@ handler needs a ``CallbackData`` prefix. A handler that needs a form state inste
 (a ``StateFilter`` of named states) adds those states: at one of them, anything
 passes. The prefilter only ever lets through
 more than its handlers take, never less, so which handler answers is unchanged.
+
+:func:`dialog_gate` does the same for the aiogram-dialog router as a whole, in a
+parent router: an update none of its handlers could take never meets
+aiogram-dialog's middlewares (intent loading, a stack lock, the context saver).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from inspect import isclass
 from re import Pattern
 
@@ -25,6 +29,7 @@ from aiogram.filters import Command, Filter, StateFilter
 from aiogram.filters.callback_data import CallbackQueryFilter
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message, TelegramObject
+from aiogram_dialog.utils import CB_SEP, REPLY_CALLBACK_SYMBOLS
 
 from domain.users import Role, User
 
@@ -170,3 +175,50 @@ def install_prefilters(routers: list[Router]) -> int:
                     observer.filter(prefilter)
                     added += 1
     return added
+
+
+class DialogMessagePrefilter(Filter):
+    """A message the dialog router's handlers (``commands``) could take, or one aiogram-dialog turns into a
+    button press itself (a reply-keyboard button's text ends with its invisible encoding)."""
+
+    def __init__(self, commands: CommandPrefilter) -> None:
+        self._commands = commands
+
+    async def __call__(self, message: Message, raw_state: str | None = None) -> bool:
+        text = message.text
+        if text and text[-1] in REPLY_CALLBACK_SYMBOLS:
+            return True
+        return await self._commands(message, raw_state)
+
+
+class DialogCallbackPrefilter(Filter):
+    """A press of a dialog widget (its data carries an intent id), or one the other handlers could take."""
+
+    def __init__(self, others: CallbackPrefilter) -> None:
+        self._others = others
+
+    async def __call__(self, query: CallbackQuery, raw_state: str | None = None) -> bool:
+        data = query.data
+        if data is not None and CB_SEP in data:
+            return True
+        return await self._others(query, raw_state)
+
+
+def dialog_gate(dialogs: Router, widget_filter: Callable[..., Awaitable[bool]]) -> Router:
+    """``dialogs`` (aiogram-dialog's router, its dialogs as sub-routers) inside a router whose root filters
+    turn away, in one check, messages and presses none of its handlers could take; other update kinds
+    (aiogram-dialog's own refreshes included) pass as before. An observer any of whose handlers the
+    prefilters cannot bound stays ungated. ``widget_filter``: the filter of the dialogs' own button handler
+    (dialogs/common.py is_dialog_button), which takes presses carrying an intent id."""
+    gate = Router(name=f"{dialogs.name}.gate")
+    tree = list(_routers(dialogs))
+    messages = [[f.callback for f in h.filters or []] for r in tree for h in r.message.handlers]
+    commands = _command_prefilter(messages)
+    if commands is not None:
+        gate.message.filter(DialogMessagePrefilter(commands))
+    presses = [[f.callback for f in h.filters or []] for r in tree for h in r.callback_query.handlers]
+    others = _callback_prefilter([h for h in presses if widget_filter not in h])
+    if others is not None:
+        gate.callback_query.filter(DialogCallbackPrefilter(others))
+    gate.include_router(dialogs)
+    return gate

@@ -17,7 +17,7 @@ from aiogram.enums import ChatType
 from aiogram.types import CallbackQuery, TelegramObject, Update
 
 from bot.middlewares.common import interactive, notify
-from bot.middlewares.tiers import command_of
+from bot.middlewares.tiers import PARSED_COMMAND, command_of
 from bot.registry import Registry
 from bot.views.fallback import private_only
 
@@ -36,6 +36,8 @@ class PrivateChatMiddleware(BaseMiddleware):
         target = interactive(event)
         command = command_of(self._registry, event) if target is not None else None
         if command is None or not command.private or _in_private_chat(target):
+            if target is not None:
+                data[PARSED_COMMAND] = command  # the tier gate, next, takes it instead of parsing again
             return await handler(event, data)
         await notify(data["bot"], target, private_only(command.name))  # type: ignore[arg-type]
         return None

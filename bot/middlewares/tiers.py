@@ -14,6 +14,8 @@ from bot.views import View
 from bot.views.plans import locked_view
 from domain.tiers import Tier, TierCatalog
 
+PARSED_COMMAND = "_parsed_command"  # data key: the command the private-chat gate already parsed
+
 
 class TierGateMiddleware(BaseMiddleware):
     def __init__(self, registry: Registry, tiers: TierCatalog) -> None:
@@ -27,8 +29,8 @@ class TierGateMiddleware(BaseMiddleware):
         data: dict[str, Any],
     ) -> Any:
         assert isinstance(event, Update)
-        command = command_of(self._registry, event)
-        data["command"] = command
+        command = data.pop(PARSED_COMMAND) if PARSED_COMMAND in data else command_of(self._registry, event)
+        data["command"] = command  # what the disclosure gate, metering and observability read
         tier: Tier | None = data.get("tier")
         if command is None or not command.gated or tier is None:
             return await handler(event, data)

@@ -10,7 +10,10 @@ from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Chat, Message, User
 
-from handlers.filters import CallbackPrefilter, CommandPrefilter, has_text, install_prefilters
+from aiogram_dialog.utils import CB_SEP, encode_reply_callback
+
+from dialogs.common import is_dialog_button
+from handlers.filters import CallbackPrefilter, CommandPrefilter, dialog_gate, has_text, install_prefilters
 
 
 class Form(StatesGroup):
@@ -61,3 +64,28 @@ async def test_a_router_that_takes_anything_gets_no_prefilter() -> None:
     parent.include_router(child)
     assert install_prefilters([parent]) == 1  # the child only: a failing root filter would hide the child
     assert _prefilter(parent, "message") is None and _prefilter(child, "message") is not None
+
+
+async def test_the_dialog_gate_lets_through_what_the_dialog_router_could_take() -> None:
+    dialogs, dashboard = Router(name="dialogs"), Router(name="dashboard")
+    dialogs.message.register(lambda m: None, Command("analytics"))
+    dialogs.callback_query.register(lambda q: None, PickCB.filter())
+    dashboard.callback_query.register(lambda q: None, is_dialog_button)  # a dialog's own buttons
+    dialogs.include_router(dashboard)
+    gate = dialog_gate(dialogs, is_dialog_button)
+    assert dialogs.parent_router is gate
+    messages, presses = _prefilter(gate, "message"), _prefilter(gate, "callback_query")
+    assert messages is not None and presses is not None
+    assert await messages(_message("/analytics")) and await messages(_message("/Analytics@bot"))
+    assert await messages(_message("Back" + encode_reply_callback("x" + CB_SEP + "back")))  # a reply-keyboard button
+    assert not await messages(_message("hello")) and not await messages(_message("/help"))
+    assert await presses(_press("abc" + CB_SEP + "refresh")) and await presses(_press("pick:1"))
+    assert not await presses(_press("menu:help")) and not await presses(_press("cfg:lang:"))
+
+
+async def test_a_dialog_that_takes_any_message_leaves_the_gate_open() -> None:
+    dialogs = Router()
+    dialogs.message.register(lambda m: None)  # aiogram-dialog's own Dialog takes every message of an open dialog
+    dialogs.callback_query.register(lambda q: None)
+    gate = dialog_gate(dialogs, is_dialog_button)
+    assert _prefilter(gate, "message") is None and _prefilter(gate, "callback_query") is None
