@@ -1,7 +1,7 @@
 """The web view (Mini App): dashboard JSON time, page-ready time in Chromium, tick-to-browser latency.
 
     python bench/web.py [--requests N] [--pages N] [--connections N] [--ticks N] [--days N] [--client-nice N]
-                        [--chromium PATH]
+                        [--loop uvloop|asyncio] [--chromium PATH]
 
 Runs the real aiohttp server (``create_app`` + ``create_web_app``) on the
 embedded stack, on loopback, with one Pro user whose demo account holds one
@@ -27,6 +27,13 @@ five symbols, made on the simulated terminal on a manual clock).
   ``--client-nice N`` lowers the client processes' priority (in production the
   pages are on other machines; here they share the cores with the server); on
   this machine it made no difference measurable above the noise, so it is 0.
+
+``--loop`` picks the server's event loop: asyncio's (the default, the figures
+above were measured on it) or uvloop, which ``python -m bot run`` serves on
+when it is installed. On uvloop a transport's ``write`` queues the bytes and
+the loop sends them at the end of its iteration, so the server figure there
+times the hand-over, not the send: compare the loops on the end-to-end row.
+The client processes always run asyncio's loop.
 
 Each timed phase also names the full (generation 2) garbage collections that
 ran in it and the longest one: on a heap of a few hundred thousand objects one
@@ -284,6 +291,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--deals", type=int, default=2000)
     parser.add_argument("--days", type=int, default=365, help="of hourly equity history (shorter: a quicker run)")
     parser.add_argument("--client-nice", type=int, default=0, help="niceness of the WebSocket client processes")
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
+                        help="the server's event loop (uvloop: what `python -m bot run` serves on)")
     parser.add_argument("--chromium", default=os.environ.get("CHROMIUM", "/usr/bin/chromium"))
     args = parser.parse_args()
     args.have_chromium = Path(args.chromium).exists()
@@ -387,10 +396,24 @@ async def main(args: argparse.Namespace) -> None:
     gc.callbacks.remove(on_gc)
     rows.append(("load average at start → end", f"{load0:.2f} → {os.getloadavg()[0]:.2f}"))
     width = max(len(k) for k, _ in rows)
-    print(f"bench/web.py · python {sys.version.split()[0]} · {os.cpu_count()} CPUs")
+    print(f"bench/web.py · python {sys.version.split()[0]} · {os.cpu_count()} CPUs · server loop {args.loop}")
     for key, value in rows:
         print(f"  {key.ljust(width)}  {value}")
 
 
+def run(args: argparse.Namespace) -> None:
+    """On the loop asked for (uvloop falls back to asyncio's, and says so, when it is not installed)."""
+    if args.loop == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            args.loop = "asyncio (uvloop not installed)"
+        else:
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                runner.run(main(args))
+            return
+    asyncio.run(main(args))
+
+
 if __name__ == "__main__":
-    asyncio.run(main(parse_args()))
+    run(parse_args())
