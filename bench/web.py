@@ -1,7 +1,7 @@
 """The web view (Mini App): dashboard JSON time, page-ready time in Chromium, tick-to-browser latency.
 
     python bench/web.py [--requests N] [--pages N] [--connections N] [--ticks N] [--days N] [--client-nice N]
-                        [--chromium PATH]
+                        [--client-sched other|batch] [--loop asyncio|uvloop] [--chromium PATH]
 
 Runs the real aiohttp server (``create_app`` + ``create_web_app``) on the
 embedded stack, on loopback, with one Pro user whose demo account holds one
@@ -27,6 +27,19 @@ five symbols, made on the simulated terminal on a manual clock).
   ``--client-nice N`` lowers the client processes' priority (in production the
   pages are on other machines; here they share the cores with the server); on
   this machine it made no difference measurable above the noise, so it is 0.
+  ``--client-sched batch`` runs the clients under ``SCHED_BATCH``: a client
+  woken by a frame then never preempts the server in the middle of writing
+  to the other pages, as pages on other machines cannot.
+  A row of its own times each fan-out pass (one tick written to every page)
+  in wall time and in the server thread's CPU time: a wall p99 far above the
+  CPU p99 is the server waiting for a core, not work in the fan-out.
+
+``--loop`` picks the server's event loop: asyncio's (the default, the figures
+above were measured on it) or uvloop, which ``python -m bot run`` serves on
+when it is installed. On uvloop a transport's ``write`` queues the bytes and
+the loop sends them at the end of its iteration, so the server figure there
+times the hand-over, not the send: compare the loops on the end-to-end row.
+The client processes always run asyncio's loop.
 
 Each timed phase also names the full (generation 2) garbage collections that
 ran in it and the longest one: on a heap of a few hundred thousand objects one
@@ -215,14 +228,17 @@ async def main(url, auth, n, ticks):
     print(json.dumps(lat), flush=True)
 
 os.nice(int(sys.argv[5]))
+if sys.argv[6] == "batch":  # never preempt a running task on wake-up (the server mid-fan-out)
+    os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
 asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))
 """
 
 
 async def tick_latency(app: Any, url: str, connections: int, ticks: int, interval: float,
-                       procs: int, nice: int) -> tuple[list[float], list[float], int, float]:  # fmt: skip
+                       procs: int, nice: int, sched: str = "other") -> tuple[list[float], list[float], int, float,
+                                                       list[tuple[float, float]]]:  # fmt: skip
     """(end-to-end samples in the client processes, server samples publish → written to the socket, expected,
-    perf_counter when the first tick was published)."""
+    perf_counter when the first tick was published, (wall ms, CPU ms) of each fan-out pass)."""
     ws_url = url.replace("http://", "ws://") + "/app/ws"
     # preallocated and append-only (no new tuples per write), so the probe adds no garbage-collector work
     at_us = array("q")
@@ -236,10 +252,23 @@ async def tick_latency(app: Any, url: str, connections: int, ticks: int, interva
         frames.append(frame)
 
     miniapp.Connection._write = timed_write  # type: ignore[method-assign]
+    # each fan-out pass (one tick to every page): its wall time and this thread's CPU time; CPU far below wall
+    # means the process was waiting for a core (or was interrupted), not working
+    flush = miniapp.LiveTicks._flush
+    flush_wall_us, flush_cpu_us = array("q"), array("q")
+    cpu_ns = time.thread_time_ns
+
+    def timed_flush(self: Any) -> None:
+        w0, c0 = clock_us(), cpu_ns()
+        flush(self)
+        flush_wall_us.append((clock_us() - w0) // 1000)
+        flush_cpu_us.append((cpu_ns() - c0) // 1000)
+
+    miniapp.LiveTicks._flush = timed_flush  # type: ignore[method-assign]
     shares = [connections // procs + (1 if i < connections % procs else 0) for i in range(procs)]
     clients = [
         await asyncio.create_subprocess_exec(
-            sys.executable, "-c", CLIENT, ws_url, "tma " + init_data(), str(n), str(ticks), str(nice),
+            sys.executable, "-c", CLIENT, ws_url, "tma " + init_data(), str(n), str(ticks), str(nice), sched,
             stdout=asyncio.subprocess.PIPE,
         )
         for n in shares if n
@@ -261,9 +290,11 @@ async def tick_latency(app: Any, url: str, connections: int, ticks: int, interva
             samples += json.loads(out.decode().strip().splitlines()[-1])
     finally:
         miniapp.Connection._write = original  # type: ignore[method-assign]
+        miniapp.LiveTicks._flush = flush  # type: ignore[method-assign]
     sent_at = {id(f): [t["t"] for t in json.loads(_payload(f))["ticks"]] for f in frames}
     server = [(done - t) / 1000.0 for done, frame in zip(at_us, frames, strict=True) for t in sent_at[id(frame)]]
-    return samples, server, connections * ticks, flowing
+    passes = [(w / 1000.0, c / 1000.0) for w, c in zip(flush_wall_us, flush_cpu_us, strict=True)]
+    return samples, server, connections * ticks, flowing, passes
 
 
 def _payload(frame: bytes) -> bytes:
@@ -284,6 +315,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--deals", type=int, default=2000)
     parser.add_argument("--days", type=int, default=365, help="of hourly equity history (shorter: a quicker run)")
     parser.add_argument("--client-nice", type=int, default=0, help="niceness of the WebSocket client processes")
+    parser.add_argument("--client-sched", choices=("other", "batch"), default="other",
+                        help="the client processes' scheduling policy (batch: they never preempt the server on wake-up)")
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
+                        help="the server's event loop (uvloop: what `python -m bot run` serves on)")
     parser.add_argument("--chromium", default=os.environ.get("CHROMIUM", "/usr/bin/chromium"))
     args = parser.parse_args()
     args.have_chromium = Path(args.chromium).exists()
@@ -365,16 +400,22 @@ async def main(args: argparse.Namespace) -> None:
             else:
                 rows.append(("page ready in Chromium", f"skipped: {args.chromium} not found"))
             gc_pauses.clear()
-            samples, server, expected, flowing = await tick_latency(
-                app, url, args.connections, args.ticks, args.interval_ms / 1000, args.client_procs, args.client_nice
+            samples, server, expected, flowing, passes = await tick_latency(
+                app, url, args.connections, args.ticks, args.interval_ms / 1000, args.client_procs, args.client_nice,
+                args.client_sched,
             )
             where = f"{args.connections} connections, a tick every {args.interval_ms:.0f} ms"
             rows += [
                 (f"tick → socket write (server), {where}",
                  f"p50 {pct(server, 50):.2f} / p99 {pct(server, 99):.2f} / max {max(server):.2f} ms"
                  f"{_gc_note(gc_pauses)}"),
-                (f"tick → client received ({args.client_procs} client processes at nice {args.client_nice})",
+                (f"tick → client received ({args.client_procs} client processes at nice {args.client_nice}, "
+                 f"scheduled {args.client_sched})",
                  f"p50 {pct(samples, 50):.2f} / p99 {pct(samples, 99):.2f} / max {max(samples):.2f} ms"),
+                (f"one fan-out pass (a tick to {args.connections} pages), wall p50 / p99 · CPU p50 / p99",
+                 f"{pct([w for w, _ in passes], 50):.2f} / {pct([w for w, _ in passes], 99):.2f} ms · "
+                 f"{pct([c for _, c in passes], 50):.2f} / {pct([c for _, c in passes], 99):.2f} ms"
+                 f" ({len(passes)} passes)"),
                 ("ticks received / sent", f"{len(samples)} / {expected}"),
                 ("full (gen 2) GC in the server, WebSocket phase: all / while ticks flowed",
                  f"{_gc_worst(gc_pauses)} / {_gc_worst(gc_pauses, flowing)}"),
@@ -387,10 +428,24 @@ async def main(args: argparse.Namespace) -> None:
     gc.callbacks.remove(on_gc)
     rows.append(("load average at start → end", f"{load0:.2f} → {os.getloadavg()[0]:.2f}"))
     width = max(len(k) for k, _ in rows)
-    print(f"bench/web.py · python {sys.version.split()[0]} · {os.cpu_count()} CPUs")
+    print(f"bench/web.py · python {sys.version.split()[0]} · {os.cpu_count()} CPUs · server loop {args.loop}")
     for key, value in rows:
         print(f"  {key.ljust(width)}  {value}")
 
 
+def run(args: argparse.Namespace) -> None:
+    """On the loop asked for (uvloop falls back to asyncio's, and says so, when it is not installed)."""
+    if args.loop == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            args.loop = "asyncio (uvloop not installed)"
+        else:
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                runner.run(main(args))
+            return
+    asyncio.run(main(args))
+
+
 if __name__ == "__main__":
-    asyncio.run(main(parse_args()))
+    run(parse_args())

@@ -278,33 +278,37 @@ class AlertIndex:
             s.p = p
             if s.windows:
                 lows = s.lows
-                if lows and lows[-1].bid >= p:
-                    lows.pop()
-                    while lows and lows[-1].bid >= p:
-                        lows.pop()
-                    n = len(lows)
-                    if n <= s.lo_top:
-                        # a new window low: no up move can fire now, but one from p may later
-                        s.lo_top = n
-                        if n < s.lo_clamp:
-                            s.lo_clamp = n
-                        level = p * s.rise_f
-                        if level < s.pct_hi:
-                            s.pct_hi = level
-                lows.append(tick)
                 highs = s.highs
-                if highs and highs[-1].bid <= p:
-                    highs.pop()
-                    while highs and highs[-1].bid <= p:
+                # both deques end with the same tick, the last one pushed (they start, restart and are trimmed
+                # together, never past it), so one look at its bid tells which of them pops
+                if lows:
+                    prev = lows[-1].bid
+                    if prev >= p:
+                        lows.pop()
+                        while lows and lows[-1].bid >= p:
+                            lows.pop()
+                        n = len(lows)
+                        if n <= s.lo_top:
+                            # a new window low: no up move can fire now, but one from p may later
+                            s.lo_top = n
+                            if n < s.lo_clamp:
+                                s.lo_clamp = n
+                            level = p * s.rise_f
+                            if level < s.pct_hi:
+                                s.pct_hi = level
+                    if prev <= p:
                         highs.pop()
-                    n = len(highs)
-                    if n <= s.hi_top:
-                        s.hi_top = n
-                        if n < s.hi_clamp:
-                            s.hi_clamp = n
-                        level = p * s.fall_f
-                        if level > s.pct_lo:
-                            s.pct_lo = level
+                        while highs and highs[-1].bid <= p:
+                            highs.pop()
+                        n = len(highs)
+                        if n <= s.hi_top:
+                            s.hi_top = n
+                            if n < s.hi_clamp:
+                                s.hi_clamp = n
+                            level = p * s.fall_f
+                            if level > s.pct_lo:
+                                s.pct_lo = level
+                lows.append(tick)
                 highs.append(tick)
                 if t >= s.pct_next or p >= s.pct_hi or p <= s.pct_lo:
                     events = self._evaluate(s, t, p, True)
