@@ -41,6 +41,8 @@ the loop sends them at the end of its iteration, so the server figure there
 times the hand-over, not the send: compare the loops on the end-to-end row.
 The client processes always run asyncio's loop.
 
+The collector is set up as ``python -m bot run`` sets it once started
+(bot/gc_tuning.py ``settle``: the start-up heap frozen, higher thresholds).
 Each timed phase also names the full (generation 2) garbage collections that
 ran in it and the longest one: on a heap of a few hundred thousand objects one
 costs 100+ ms on a loaded machine and explains a lone slow request. For the
@@ -75,6 +77,7 @@ import aiohttp  # noqa: E402
 from aiogram.types import Chat, Message, Update, User  # noqa: E402
 from aiohttp import web  # noqa: E402
 
+from bot import gc_tuning  # noqa: E402
 from bot.app import create_app, create_bot  # noqa: E402
 from bot.console import CONSOLE_TOKEN, ConsoleSession  # noqa: E402
 from bot.settings import Settings  # noqa: E402
@@ -356,6 +359,7 @@ async def main(args: argparse.Namespace) -> None:
         t0 = time.perf_counter()
         snapshots, deals = await seed(app, bot, args.deals, args.days)
         seeded = time.perf_counter() - t0
+        gc_tuning.settle()  # as `python -m bot run` does once started: start-up objects frozen, thresholds raised
 
         server_ms: list[float] = []
 
