@@ -46,7 +46,7 @@ def labels() -> dict[str, str]:
         "flat": _("flat"),
         "no_trades": _("No closed trades in this period yet."),
         "no_positions": _("No open positions."),
-        "live": _("Live prices"),
+        "live": _("Live updates"),  # the socket is connected (prices may still be simulated: the badge says so)
         "offline": _("reconnecting…"),
         "timeframe": _("Timeframe"),
         "show": _("Show"),
