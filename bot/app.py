@@ -315,7 +315,7 @@ def _dispatcher(app: App, limiter: RateLimiter, ledger: UpdateLedger, reporter: 
         ratelimit,
         PrivateChatMiddleware(app.registry),  # account and money commands never answer in a group
         TierGateMiddleware(app.registry, app.tiers),
-        ComplianceGateMiddleware(app.registry, app.compliance, app.replays),
+        ComplianceGateMiddleware(app.compliance, app.replays),
         MeteringMiddleware(app.meter),
     ):
         dp.update.outer_middleware(middleware)

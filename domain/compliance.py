@@ -13,6 +13,7 @@ trading data, usage) is deleted or blanked, and the profile starts fresh.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -92,11 +93,16 @@ class ComplianceUnit(Protocol):
     async def commit(self) -> None: ...
 
 
+UNLOCKED_CACHED = 50_000  # users whose accepted disclosure a process remembers
+
+
 class ComplianceService:
     def __init__(self, clock: Clock = utcnow, surface: Surface = Surface.CHAT) -> None:
         self._clock = clock
         self._surface = surface
-        self._unlocked: dict[int, str] = {}  # user -> the risk disclosure version known to be accepted
+        # user -> the risk disclosure version known to be accepted, the most recently checked last; bounded
+        # (a user pushed out costs one query at their next gated command)
+        self._unlocked: OrderedDict[int, str] = OrderedDict()
         self._drops = 0  # bumped by every forget: an answer read before a drop is not remembered after it
         # told the id of each user whose consents changed (the app publishes it to every process, whose
         # caches then drop it: see :meth:`forget`)
@@ -110,12 +116,19 @@ class ComplianceService:
             latest[consent.document] = consent
         status = ConsentStatus(latest)
         if status.trading_unlocked and drops == self._drops:  # no erasure landed while we read
-            self._unlocked[user_id] = CURRENT[Document.RISK]
+            self._remember(user_id)
         return status
+
+    def _remember(self, user_id: int) -> None:
+        self._unlocked[user_id] = CURRENT[Document.RISK]
+        self._unlocked.move_to_end(user_id)
+        while len(self._unlocked) > UNLOCKED_CACHED:
+            self._unlocked.popitem(last=False)
 
     async def trading_unlocked(self, uow: ComplianceUnit, user_id: int) -> bool:
         """The gate's check: a positive answer is remembered, so accepted users cost no query."""
         if self._unlocked.get(user_id) == CURRENT[Document.RISK]:
+            self._unlocked.move_to_end(user_id)
             return True
         return (await self.status(uow, user_id)).trading_unlocked
 
@@ -133,7 +146,7 @@ class ComplianceService:
         """Record acceptance of every current document (pre-onboarded test users; no audit entries)."""
         await self._record(uow, user_id, list(Document), audited=False)
         await uow.commit()
-        self._unlocked[user_id] = CURRENT[Document.RISK]
+        self._remember(user_id)
 
     async def _record(
         self, uow: ComplianceUnit, user_id: int, documents: list[Document], *, audited: bool = True

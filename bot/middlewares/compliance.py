@@ -42,7 +42,7 @@ MAX_DATA = 64  # a Telegram callback data's limit
 
 
 class ComplianceGateMiddleware(BaseMiddleware):
-    def __init__(self, registry: object, compliance: ComplianceService, replay: DisclosureReplay | None = None) -> None:
+    def __init__(self, compliance: ComplianceService, replay: DisclosureReplay | None = None) -> None:
         self._compliance = compliance
         self._replay = replay
 

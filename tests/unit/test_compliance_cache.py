@@ -50,3 +50,18 @@ async def test_a_drop_forgets_and_a_read_from_before_it_is_not_remembered() -> N
     assert await reading  # that update saw the consent as it was when it read...
     unit.consents.hold = None
     assert not await service.trading_unlocked(unit, 7)  # type: ignore[arg-type]  # ...but it is not remembered
+
+
+async def test_the_cache_keeps_the_most_recently_checked_users_and_reads_the_others_again(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr("domain.compliance.UNLOCKED_CACHED", 2)
+    service, unit = ComplianceService(), Unit()
+    for user in (1, 2):
+        assert await service.trading_unlocked(unit, user)  # type: ignore[arg-type]
+    assert await service.trading_unlocked(unit, 1)  # type: ignore[arg-type]  # a hit: 1 is now the freshest
+    assert unit.consents.queries == 2
+    assert await service.trading_unlocked(unit, 3)  # type: ignore[arg-type]  # pushes out 2, the stalest
+    assert unit.consents.queries == 3
+    assert await service.trading_unlocked(unit, 1)  # type: ignore[arg-type]
+    assert unit.consents.queries == 3  # still remembered
+    assert await service.trading_unlocked(unit, 2)  # type: ignore[arg-type]  # read again, still accepted
+    assert unit.consents.queries == 4
