@@ -4,9 +4,9 @@
 
 Every process is a real ``python`` child with the same FakeTelegram
 (tests/fakes/telegram.py) as its Bot API at TELEGRAM_API_URL. The bare bot is
-the 30 lines below (BARE_BOT): aiogram's Bot, a Dispatcher with one echo
-handler, an aiohttp server answering ``/healthz`` once it is about to poll (or
-has set its webhook). Printed:
+bench/bare_bot.py: aiogram's Bot, a Dispatcher with one echo handler, an
+aiohttp server answering ``/healthz`` once it is about to poll (or has set its
+webhook). Printed:
 
 - start-up to a healthy ``/healthz`` (wall time, and the CPU seconds the
   process used until then: the steadier figure on a busy machine):
@@ -59,44 +59,7 @@ SECRET = "bench-webhook-secret"
 TARGETS = "targets: start-up <= 1.3x bare; replica RSS <= bare + 80 MB; worker RSS <= bare + 150 MB; gen-2 pause <= 20 ms"
 CONCURRENCY = 16  # webhook POSTs in flight at once while the users arrive
 
-BARE_BOT = '''
-"""A bare aiogram bot: polling, or a webhook with WEBHOOK_URL; /healthz once it is ready."""
-import asyncio, os
-from aiogram import Bot, Dispatcher
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
-from aiogram.types import Message
-from aiogram.webhook.aiohttp_server import SimpleRequestHandler
-from aiohttp import web
-
-
-async def main() -> None:
-    api = TelegramAPIServer.from_base(os.environ["TELEGRAM_API_URL"])
-    bot = Bot(os.environ["BOT_TOKEN"], session=AiohttpSession(api=api))
-    dp = Dispatcher()
-
-    @dp.message()
-    async def echo(message: Message) -> None:
-        await message.answer("ok")
-
-    app = web.Application()
-    app.router.add_get("/healthz", lambda _r: web.json_response({"status": "ok"}))
-    webhook, secret = os.environ.get("WEBHOOK_URL"), os.environ.get("WEBHOOK_SECRET", "")
-    if webhook:
-        SimpleRequestHandler(dp, bot, secret_token=secret, handle_in_background=False).register(app, path="/webhooks/telegram")
-    await bot.get_me()
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", int(os.environ["WEB_PORT"])).start()
-    if webhook:
-        await bot.set_webhook(webhook + "/webhooks/telegram", secret_token=secret)
-        await asyncio.Event().wait()
-    await bot.delete_webhook()
-    await dp.start_polling(bot)
-
-
-asyncio.run(main())
-'''
+BARE_BOT = ROOT / "bench" / "bare_bot.py"  # polling, or a webhook with WEBHOOK_URL
 
 
 class Process:
@@ -263,8 +226,6 @@ async def main_async(args: argparse.Namespace) -> int:
     pg = redis = None
     with tempfile.TemporaryDirectory(prefix="ht-startup-") as tmp_name:
         tmp = Path(tmp_name)
-        bare_script = tmp / "bare_bot.py"
-        bare_script.write_text(BARE_BOT)
         log = tmp / "processes.log"
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as http:
@@ -277,7 +238,7 @@ async def main_async(args: argparse.Namespace) -> int:
                 first = await _startups([embedded_run], 1, http, tmp)
                 embedded, bare_poll = await _startups([
                     embedded_run,
-                    lambda port, data: _spawn([str(bare_script)], _env(telegram.url, port, data), port, log),
+                    lambda port, data: _spawn([str(BARE_BOT)], _env(telegram.url, port, data), port, log),
                 ], args.runs, http, tmp)  # fmt: skip
                 print(f"first start, embedded (creates and migrates the SQLite file): {first[0].wall:.2f} s, CPU {first[0].cpu:.2f} s\n")
                 print(f"start-up to healthy /healthz, median of {args.runs} (s)     bot      bare   ratio")
@@ -305,7 +266,7 @@ async def main_async(args: argparse.Namespace) -> int:
 
                 def bare_hook(port: int, data: Path) -> Awaitable[Process]:
                     env = _env(telegram.url, port, data, WEBHOOK_URL=f"http://127.0.0.1:{port}", WEBHOOK_SECRET=SECRET)
-                    return _spawn([str(bare_script)], env, port, log)
+                    return _spawn([str(BARE_BOT)], env, port, log)
 
                 servers, bare_web = await _startups([replica, bare_hook], args.runs, http, tmp)
                 print(f"  PostgreSQL + Redis, webhook, external  {servers.wall:>8.2f}  {bare_web.wall:>8.2f}  {servers.wall / bare_web.wall:>6.2f}x")

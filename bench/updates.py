@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 from aiogram import Dispatcher  # noqa: E402
 from aiogram.types import CallbackQuery, Chat, Message, Update, User  # noqa: E402
 
+from bench.bare_bot import make_dispatcher  # noqa: E402
 from bot.app import create_app, create_bot  # noqa: E402
 from bot.console import CONSOLE_TOKEN, ConsoleSession  # noqa: E402
 from bot.registry import Registry  # noqa: E402
@@ -94,20 +95,6 @@ def by_kind(updates: list[Update], latencies: list[float]) -> dict[str, list[flo
     for update, ms in zip(updates, latencies):
         groups.setdefault(kind_of(update), []).append(ms)
     return groups
-
-
-def bare_dispatcher() -> Dispatcher:
-    dp = Dispatcher()
-
-    @dp.message()
-    async def echo(message: Message) -> None:
-        await message.answer("ok")
-
-    @dp.callback_query()
-    async def press(query: CallbackQuery) -> None:
-        await query.answer()
-
-    return dp
 
 
 def pct(values: list[float], q: float) -> float:
@@ -180,7 +167,7 @@ async def main() -> None:
         await chain.close()
 
     bare_bot = create_bot(Settings(), session=ConsoleSession(0, lambda _s: None, Path("/tmp")), token=CONSOLE_TOKEN)
-    bare = bare_dispatcher()
+    bare = make_dispatcher()  # bench/bare_bot.py, the bare bot of the process benches
     await drive(bare, bare_bot, make_updates(args.users, args.users // 10, first_user=1_000_000))
     bare_s, bare_lat = await drive(bare, bare_bot, updates)
 
