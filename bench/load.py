@@ -65,7 +65,9 @@ from bot.notify import OutboxNotifier  # noqa: E402
 from domain.db.engine import create_engine, create_sessionmaker  # noqa: E402
 from domain.db.outbox import SqlOutboxRepository  # noqa: E402
 from tests.fakes.telegram import MESSAGE_METHODS, TOKEN, FakeTelegram, FloodControl, _params  # noqa: E402
-from tests.servers import free_port, postgres_missing, redis_missing, start_postgres, start_redis  # noqa: E402
+from tests.servers import (  # noqa: E402
+    free_port, migrate_with_cli, postgres_missing, redis_missing, start_postgres, start_redis,
+)
 
 SECRET = "bench-webhook-secret"
 REPLY_TIMEOUT = 10.0
@@ -589,11 +591,7 @@ async def main_async(args: argparse.Namespace) -> int:
     pg, redis = start_postgres(), start_redis()
     standin = await StandIn().start()
     try:
-        migrate = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", "migrate", cwd=ROOT, env={**os.environ, "DATABASE_URL": pg.url},
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-        )  # fmt: skip
-        if await migrate.wait() != 0:
+        if not await migrate_with_cli(pg.url):
             print("migration failed")
             return 2
         if not args.outbox_only:

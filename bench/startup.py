@@ -53,7 +53,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.fakes.telegram import TOKEN, FakeTelegram  # noqa: E402
-from tests.servers import free_port, postgres_missing, redis_missing, start_postgres, start_redis  # noqa: E402
+from tests.servers import (  # noqa: E402
+    free_port, migrate_with_cli, postgres_missing, redis_missing, start_postgres, start_redis,
+)
 
 SECRET = "bench-webhook-secret"
 TARGETS = "targets: start-up <= 1.3x bare; replica RSS <= bare + 80 MB; worker RSS <= bare + 150 MB; gen-2 pause <= 20 ms"
@@ -252,11 +254,7 @@ async def main_async(args: argparse.Namespace) -> int:
                     print(f"\nPostgreSQL + Redis figures skipped: {missing or '--skip-servers'}")
                     return 0
                 pg, redis = start_postgres(), start_redis()
-                migrate = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "bot", "migrate", cwd=ROOT, env={**os.environ, "DATABASE_URL": pg.url},
-                    stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-                )  # fmt: skip
-                if await migrate.wait() != 0:
+                if not await migrate_with_cli(pg.url):
                     print("migration failed")
                     return 1
 

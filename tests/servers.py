@@ -154,6 +154,15 @@ def start_bridge(accounts: list[tuple[int, str, str]], secret: str | None, log: 
 
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+async def migrate_with_cli(database_url: str) -> bool:
+    """``python -m bot migrate`` against ``database_url``, as an operator runs it; True when it succeeded."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "migrate", cwd=ROOT, env={**os.environ, "DATABASE_URL": database_url},
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    return await proc.wait() == 0
 # A real-mode account the simulated bridge serves, for tests that reach a "live" terminal.
 LIVE_LOGIN, LIVE_PASSWORD, LIVE_SERVER = 7_100_001, "Live-Pa55-word", "Broker-Live"
 
