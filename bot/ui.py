@@ -8,7 +8,9 @@ from aiogram.types import CallbackQuery, InaccessibleMessage, Message
 from bot.views import View
 
 
-async def show(event: Message | CallbackQuery, view: View) -> None:
+async def show(event: Message | CallbackQuery, view: View, *, answer: bool = True) -> None:
+    """``answer=False`` leaves a press's query unanswered, for whoever answers it next (Telegram takes one
+    answer per query)."""
     text, markup = view
     if isinstance(event, Message):
         await event.answer(text, reply_markup=markup)
@@ -24,4 +26,5 @@ async def show(event: Message | CallbackQuery, view: View) -> None:
     except TelegramBadRequest as exc:
         if "message is not modified" not in exc.message:
             raise
-    await event.answer()
+    if answer:
+        await event.answer()

@@ -57,6 +57,11 @@ async def is_refund(message: Message) -> bool:
     return message.refunded_payment is not None
 
 
+def _card_link(card_page: CardPage | None, user: User) -> str | None:
+    """The user's signed link to the operator's card page (None: consumers are not offered cards)."""
+    return card_page.link(user.id) if card_page is not None else None
+
+
 def make_router() -> Router:
     router = Router(name=__name__)
 
@@ -75,7 +80,7 @@ def make_router() -> Router:
         event: Message | CallbackQuery, uow: UnitOfWork, user: User, billing: BillingService,
         card_page: CardPage | None = None,
     ) -> None:  # fmt: skip
-        link = card_page.link(user.id) if card_page is not None else None
+        link = _card_link(card_page, user)
         await show(event, views.billing_view(await billing.overview(uow, user), link))
 
     @router.message(Command("premium"))
@@ -87,7 +92,7 @@ def make_router() -> Router:
     ) -> None:  # fmt: skip
         overview = await billing.overview(uow, user)
         focus = callback_data.tier if callback_data is not None and callback_data.tier in tiers else ""
-        link = card_page.link(user.id) if card_page is not None else None
+        link = _card_link(card_page, user)
         usage = await quotas.usage(user)
         await show(
             event, views.premium_view(tiers, tier, overview, usage, focus, packs=billing.packs_enabled, card_page=link)
@@ -122,7 +127,7 @@ def make_router() -> Router:
     @router.callback_query(BillCB.filter(F.action.in_({"card", "portal"})))
     async def card_elsewhere(query: CallbackQuery, user: User, card_page: CardPage | None = None) -> None:
         # a button of an older message: never a Stripe session from the chat
-        await show(query, views.card_elsewhere_view(card_page.link(user.id) if card_page is not None else None))
+        await show(query, views.card_elsewhere_view(_card_link(card_page, user)))
 
     @router.callback_query(BillCB.filter(F.action == "cancel"))
     async def cancel_ask(
@@ -142,7 +147,7 @@ def make_router() -> Router:
     ) -> None:
         cancel = callback_data.action == "cancelok"
         await billing.set_renewal(uow, user, callback_data.sub, cancel=cancel, api=BotStars(bot))
-        link = card_page.link(user.id) if card_page is not None else None
+        link = _card_link(card_page, user)
         await show(query, views.billing_view(await billing.overview(uow, user), link))
 
     @router.pre_checkout_query()

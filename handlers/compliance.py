@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 from aiogram import Bot, Dispatcher, F, Router
-from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command
 from aiogram.fsm.context import FSMContext
 from aiogram.types import BufferedInputFile, CallbackQuery, Message
@@ -54,14 +53,8 @@ def make_router() -> Router:
         status = await compliance.accept(uow, user, doc.value)  # committed: the replay's own update sees it
         blocked = await replays.take(bot, user.id) if doc == Document.RISK and status.trading_unlocked else None
         text, markup = accepted(doc, status)
-        if blocked is None or blocked.get("kind") != "press" or not isinstance(query.message, Message):
-            await show(query, (text, markup))
-        else:  # the replayed press answers this query: Telegram takes one answer per query
-            try:
-                await query.message.edit_text(text, reply_markup=markup)
-            except TelegramBadRequest as exc:
-                if "message is not modified" not in exc.message:
-                    raise
+        replayed_press = blocked is not None and blocked.get("kind") == "press" and isinstance(query.message, Message)
+        await show(query, (text, markup), answer=not replayed_press)  # a replayed press answers this query
         if blocked is not None:
             replays.start(dispatcher, bot, query.from_user, blocked, query.id)
 
